@@ -1,0 +1,457 @@
+//! Chat chunk JSON -> events: content tokens, reasoning text, tool-call deltas, finish
+//! reasons, usage, and the error shapes real servers put inside a 200 reply.
+//!
+//! Only the fields needed are parsed, and strings without escapes are borrowed from the
+//! input, so the common content chunk costs no allocation.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::ops::ControlFlow;
+
+use serde::de::{self, Deserializer, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::Value;
+
+use crate::error::{Error, ErrorKind};
+
+/// Token counts of a reply, as the server reported them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Usage<'a> {
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+    /// The whole `usage` object as sent, for details beyond the three counts.
+    pub json: &'a str,
+}
+
+/// One thing a reply said. `choice` is the index of the choice it belongs to (0 unless the
+/// request asked for several with `n`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event<'a> {
+    /// A piece of the answer (`delta.content`, or `message.content` when not streaming).
+    Content { choice: u32, text: &'a str },
+    /// A piece of the model's reasoning (`reasoning_content` or `reasoning`).
+    Reasoning { choice: u32, text: &'a str },
+    /// A piece of a tool call: `id` and `name` come in the first delta of a call, the
+    /// `arguments` JSON text arrives in fragments to be concatenated per `index`.
+    ToolCall {
+        choice: u32,
+        index: u32,
+        id: Option<&'a str>,
+        name: Option<&'a str>,
+        arguments: &'a str,
+    },
+    /// Why the choice ended (`stop`, `length`, `tool_calls`, ...). Empty reasons are skipped.
+    Finish { choice: u32, reason: &'a str },
+    /// Token counts (the last chunk with `stream_options.include_usage`, or the whole reply).
+    Usage(Usage<'a>),
+}
+
+/// A string that is borrowed from the input when it has no escapes.
+#[derive(Debug)]
+struct Text<'a>(Cow<'a, str>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct TextVisitor;
+        impl<'de> Visitor<'de> for TextVisitor {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Text(Cow::Owned(v)))
+            }
+        }
+        d.deserialize_str(TextVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+struct Chunk<'a> {
+    #[serde(default, borrow)]
+    choices: Choices<'a>,
+    #[serde(default, borrow)]
+    usage: Option<&'a RawValue>,
+    #[serde(default)]
+    error: Option<Value>,
+    /// vLLM's error shape: `{"object": "error", "message": ...}`.
+    #[serde(default, borrow)]
+    object: Option<Text<'a>>,
+    #[serde(default)]
+    message: Option<Value>,
+}
+
+/// The choices array, kept without a heap allocation for the usual single choice.
+#[derive(Default)]
+struct Choices<'a> {
+    first: Option<Choice<'a>>,
+    rest: Vec<Choice<'a>>,
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Choices<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ChoicesVisitor;
+        impl<'de> Visitor<'de> for ChoicesVisitor {
+            type Value = Choices<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of choices")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+                Ok(Choices::default())
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut choices = Choices {
+                    first: seq.next_element()?,
+                    rest: Vec::new(),
+                };
+                while let Some(choice) = seq.next_element()? {
+                    choices.rest.push(choice);
+                }
+                Ok(choices)
+            }
+        }
+        d.deserialize_any(ChoicesVisitor)
+    }
+}
+
+#[derive(Deserialize)]
+struct Choice<'a> {
+    #[serde(default)]
+    index: Option<u32>,
+    #[serde(default, borrow)]
+    delta: Option<Delta<'a>>,
+    /// A non-streaming reply has `message` where a chunk has `delta`.
+    #[serde(default, borrow)]
+    message: Option<Delta<'a>>,
+    #[serde(default, borrow)]
+    finish_reason: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct Delta<'a> {
+    #[serde(default, borrow)]
+    content: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    reasoning_content: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    reasoning: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    tool_calls: Option<Vec<ToolCallDelta<'a>>>,
+}
+
+#[derive(Deserialize)]
+struct ToolCallDelta<'a> {
+    #[serde(default)]
+    index: Option<u32>,
+    #[serde(default, borrow)]
+    id: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    function: Option<FunctionDelta<'a>>,
+}
+
+#[derive(Deserialize)]
+struct FunctionDelta<'a> {
+    #[serde(default, borrow)]
+    name: Option<Text<'a>>,
+    #[serde(default, borrow)]
+    arguments: Option<Text<'a>>,
+}
+
+#[derive(Deserialize)]
+struct UsageCounts {
+    #[serde(default)]
+    prompt_tokens: u64,
+    #[serde(default)]
+    completion_tokens: u64,
+    #[serde(default)]
+    total_tokens: u64,
+}
+
+/// Parses one chunk (a `data:` payload, or a whole non-streaming reply) and reports its
+/// events in order. Returns `Break` as soon as `on_event` does.
+///
+/// Errors: invalid JSON is [`ErrorKind::Protocol`]; an error object in any of the shapes
+/// servers send (`{"error": {...}}`, `{"error": "text"}`, `{"object": "error", ...}`) is
+/// [`ErrorKind::Api`] carrying the server's message.
+pub fn parse<B, F>(data: &[u8], on_event: &mut F) -> Result<ControlFlow<B>, Error>
+where
+    F: FnMut(Event<'_>) -> ControlFlow<B> + ?Sized,
+{
+    let chunk: Chunk = serde_json::from_slice(data).map_err(|e| {
+        Error::protocol(format!(
+            "the server sent invalid JSON ({e}): {}",
+            snippet(data)
+        ))
+    })?;
+    if let Some(error) = &chunk.error {
+        if !error.is_null() {
+            return Err(api_error(error));
+        }
+    }
+    if chunk.object.as_ref().is_some_and(|o| o.0 == "error") {
+        let message = chunk.message.unwrap_or(Value::Null);
+        return Err(api_error(&message));
+    }
+    for choice in chunk.choices.first.iter().chain(&chunk.choices.rest) {
+        if let ControlFlow::Break(b) = report_choice(choice, on_event) {
+            return Ok(ControlFlow::Break(b));
+        }
+    }
+    if let Some(raw) = chunk.usage {
+        if raw.get() != "null" {
+            let counts: UsageCounts = serde_json::from_str(raw.get()).map_err(|e| {
+                Error::protocol(format!("the server sent an invalid usage object ({e})"))
+            })?;
+            let usage = Usage {
+                prompt_tokens: counts.prompt_tokens,
+                completion_tokens: counts.completion_tokens,
+                total_tokens: counts.total_tokens,
+                json: raw.get(),
+            };
+            if let ControlFlow::Break(b) = on_event(Event::Usage(usage)) {
+                return Ok(ControlFlow::Break(b));
+            }
+        }
+    }
+    Ok(ControlFlow::Continue(()))
+}
+
+fn report_choice<B, F>(choice: &Choice<'_>, on_event: &mut F) -> ControlFlow<B>
+where
+    F: FnMut(Event<'_>) -> ControlFlow<B> + ?Sized,
+{
+    let index = choice.index.unwrap_or(0);
+    if let Some(delta) = choice.delta.as_ref().or(choice.message.as_ref()) {
+        let reasoning = delta
+            .reasoning_content
+            .as_ref()
+            .or(delta.reasoning.as_ref());
+        if let Some(text) = reasoning.filter(|t| !t.0.is_empty()) {
+            on_event(Event::Reasoning {
+                choice: index,
+                text: &text.0,
+            })?;
+        }
+        if let Some(text) = delta.content.as_ref().filter(|t| !t.0.is_empty()) {
+            on_event(Event::Content {
+                choice: index,
+                text: &text.0,
+            })?;
+        }
+        for (position, call) in delta.tool_calls.iter().flatten().enumerate() {
+            let function = call.function.as_ref();
+            on_event(Event::ToolCall {
+                choice: index,
+                index: call.index.unwrap_or(position as u32),
+                id: call.id.as_ref().map(|t| &*t.0),
+                name: function.and_then(|f| f.name.as_ref()).map(|t| &*t.0),
+                arguments: function
+                    .and_then(|f| f.arguments.as_ref())
+                    .map_or("", |t| &*t.0),
+            })?;
+        }
+    }
+    if let Some(reason) = choice.finish_reason.as_ref().filter(|r| !r.0.is_empty()) {
+        on_event(Event::Finish {
+            choice: index,
+            reason: &reason.0,
+        })?;
+    }
+    ControlFlow::Continue(())
+}
+
+/// The message of an error object in any of the shapes servers use.
+pub fn api_error(error: &Value) -> Error {
+    Error::new(
+        ErrorKind::Api,
+        format!("server error: {}", error_text(error)),
+    )
+}
+
+/// Finds the human-readable part of an error value: a string, `message`, or nested `error`.
+pub fn error_text(error: &Value) -> String {
+    match error {
+        Value::String(s) => s.clone(),
+        Value::Object(fields) => {
+            let mut text = match fields.get("message").or_else(|| fields.get("error")) {
+                Some(inner) if !inner.is_null() => error_text(inner),
+                _ => error.to_string(),
+            };
+            let kind = fields.get("type").and_then(Value::as_str);
+            let code = fields.get("code").filter(|c| !c.is_null());
+            match (kind, code) {
+                (Some(kind), Some(code)) => text.push_str(&format!(" (type {kind}, code {code})")),
+                (Some(kind), None) => text.push_str(&format!(" (type {kind})")),
+                (None, Some(code)) => text.push_str(&format!(" (code {code})")),
+                (None, None) => {}
+            }
+            text
+        }
+        Value::Null => "unknown error".to_owned(),
+        other => other.to_string(),
+    }
+}
+
+/// The server's message from an error body that may be JSON or plain text.
+pub fn error_text_from_body(body: &[u8]) -> String {
+    match serde_json::from_slice::<Value>(body) {
+        Ok(value) => error_text(&value),
+        Err(_) => snippet(body),
+    }
+}
+
+/// The start of a payload, printable, for error messages.
+pub fn snippet(data: &[u8]) -> String {
+    const MAX: usize = 200;
+    let text = String::from_utf8_lossy(&data[..data.len().min(MAX)]);
+    let mut out: String = text.trim().to_owned();
+    if data.len() > MAX {
+        out.push_str("...");
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn events(data: &str) -> Result<Vec<String>, Error> {
+        let mut out = Vec::new();
+        let flow = parse::<(), _>(data.as_bytes(), &mut |e| {
+            out.push(format!("{e:?}"));
+            ControlFlow::Continue(())
+        })?;
+        assert_eq!(flow, ControlFlow::Continue(()));
+        Ok(out)
+    }
+
+    #[test]
+    fn content_is_borrowed_and_reported() {
+        let data = r#"{"id":"x","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"Hel"},"logprobs":null,"finish_reason":null}]}"#;
+        let mut borrowed = false;
+        let _ = parse::<(), _>(data.as_bytes(), &mut |e| {
+            if let Event::Content { text, .. } = e {
+                let range = data.as_bytes().as_ptr_range();
+                borrowed = range.contains(&text.as_ptr());
+                assert_eq!(text, "Hel");
+            }
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert!(borrowed, "unescaped content must not be copied");
+    }
+
+    #[test]
+    fn escapes_and_nul_are_decoded() {
+        let got = events(r#"{"choices":[{"delta":{"content":"a\u0000b\n\"\u00e9"}}]}"#).unwrap();
+        assert_eq!(got, vec![r#"Content { choice: 0, text: "a\0b\n\"é" }"#]);
+    }
+
+    #[test]
+    fn null_and_empty_content_are_skipped() {
+        assert!(events(r#"{"choices":[{"delta":{"content":null}}]}"#)
+            .unwrap()
+            .is_empty());
+        assert!(
+            events(r#"{"choices":[{"delta":{"role":"assistant","content":""}}]}"#)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(events(r#"{"choices":[]}"#).unwrap().is_empty());
+        assert!(events(r#"{"choices":null,"usage":null}"#)
+            .unwrap()
+            .is_empty());
+        assert!(events(r#"{"choices":[{"delta":null,"finish_reason":""}]}"#)
+            .unwrap()
+            .is_empty());
+    }
+
+    #[test]
+    fn reasoning_tool_calls_finish_and_usage() {
+        let got =
+            events(r#"{"choices":[{"index":0,"delta":{"reasoning_content":"hmm"}}]}"#).unwrap();
+        assert_eq!(got, vec![r#"Reasoning { choice: 0, text: "hmm" }"#]);
+        let got = events(r#"{"choices":[{"index":1,"delta":{"reasoning":"so"}}]}"#).unwrap();
+        assert_eq!(got, vec![r#"Reasoning { choice: 1, text: "so" }"#]);
+        let got = events(
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"get","arguments":"{\"a\""}}]}}]}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            got,
+            vec![
+                r#"ToolCall { choice: 0, index: 0, id: Some("call_1"), name: Some("get"), arguments: "{\"a\"" }"#
+            ]
+        );
+        let got = events(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                r#"Finish { choice: 0, reason: "length" }"#.to_owned(),
+                r#"Usage(Usage { prompt_tokens: 3, completion_tokens: 5, total_tokens: 8, json: "{\"prompt_tokens\":3,\"completion_tokens\":5,\"total_tokens\":8}" })"#.to_owned()
+            ]
+        );
+    }
+
+    #[test]
+    fn non_streaming_message() {
+        let got = events(r#"{"object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"Hi there"},"finish_reason":"stop"}]}"#).unwrap();
+        assert_eq!(
+            got,
+            vec![
+                r#"Content { choice: 0, text: "Hi there" }"#,
+                r#"Finish { choice: 0, reason: "stop" }"#
+            ]
+        );
+    }
+
+    #[test]
+    fn error_shapes() {
+        let cases = [
+            (
+                r#"{"error":{"code":500,"message":"the request exceeds the available context size","type":"exceed_context_size_error"}}"#,
+                "server error: the request exceeds the available context size (type exceed_context_size_error, code 500)",
+            ),
+            (r#"{"error":"model not found"}"#, "server error: model not found"),
+            (
+                r#"{"object":"error","message":"max_tokens is too large","type":"BadRequestError","code":400}"#,
+                "server error: max_tokens is too large",
+            ),
+            (r#"{"error":{"message":"rate limited"}}"#, "server error: rate limited"),
+        ];
+        for (data, expected) in cases {
+            let err = events(data).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Api);
+            assert_eq!(err.message(), expected);
+        }
+    }
+
+    #[test]
+    fn invalid_json_is_a_protocol_error() {
+        let err = events("{\"choices\":[").unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Protocol);
+        assert!(err.message().contains("invalid JSON"));
+    }
+
+    #[test]
+    fn break_stops_early() {
+        let data =
+            r#"{"choices":[{"delta":{"reasoning":"r","content":"c"},"finish_reason":"stop"}]}"#;
+        let mut seen = 0;
+        let flow = parse(data.as_bytes(), &mut |_| {
+            seen += 1;
+            ControlFlow::Break(7)
+        })
+        .unwrap();
+        assert_eq!(flow, ControlFlow::Break(7));
+        assert_eq!(seen, 1);
+    }
+}

@@ -1,0 +1,438 @@
+//! Chat calls and their callbacks.
+
+use std::ffi::{c_char, c_int, c_void};
+use std::ops::ControlFlow;
+
+use super::handles::{hand_out_string, ylokh_cancel, ylokh_client, ylokh_conversation};
+use super::{guard, handle, opt_str, req_str, ylokh_status};
+use crate::chunk::Event;
+use crate::client::{CancelToken, Client};
+use crate::error::Error;
+use crate::request::{self, ChatRequest};
+
+/// Receives the reply's text, one token at a time.
+///
+/// - `token` points to `len` bytes of valid UTF-8, followed by a NUL. The text itself may
+///   hold NUL bytes, so `len` is authoritative. It is borrowed for the duration of the call:
+///   copy what you keep.
+/// - Called synchronously on the thread that called `ylokh_chat` (or another chat
+///   function), in order, never after that function returned. Only text of the first choice
+///   (index 0) is delivered; empty tokens are not.
+/// - Return 0 to go on. Any other value stops the request at once, drops the connection,
+///   and the chat function returns `YLOKH_E_ABORTED`.
+/// - The callback may call any library function except another chat on the same thread
+///   (that returns `YLOKH_E_INVALID_ARGUMENT`) and freeing the client in use. It must not
+///   unwind (C++ exceptions, longjmp, Go panics must be caught on its side).
+pub type ylokh_token_cb =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, token: *const c_char, len: usize) -> c_int>;
+
+/// What a `ylokh_event` reports.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ylokh_event_kind {
+    /// A piece of the answer: `text`.
+    YLOKH_EVENT_CONTENT = 0,
+    /// A piece of the model's reasoning (`reasoning_content` or `reasoning`): `text`.
+    YLOKH_EVENT_REASONING = 1,
+    /// A piece of a tool call: `tool_index`, `tool_id` and `tool_name` (in the first piece of
+    /// a call, else NULL), and `text`, a fragment of the arguments JSON to append.
+    YLOKH_EVENT_TOOL_CALL = 2,
+    /// A choice finished: `text` is the reason ("stop", "length", "tool_calls", ...).
+    YLOKH_EVENT_FINISH = 3,
+    /// Token counts: `prompt_tokens`, `completion_tokens`, `total_tokens`, and `text`, the
+    /// whole usage JSON object as sent (for details such as cached tokens).
+    YLOKH_EVENT_USAGE = 4,
+}
+
+/// One event of a reply. Every pointer is borrowed for the duration of the callback; every
+/// string is UTF-8 with its length given and a NUL after it. Fields that do not apply to the
+/// kind are zero or NULL. Events arrive in the order the server sent them.
+#[repr(C)]
+pub struct ylokh_event {
+    pub kind: ylokh_event_kind,
+    /// Index of the choice the event belongs to (0 unless the request asked for several).
+    pub choice: u32,
+    /// The text of the event (see `ylokh_event_kind`); never NULL, may be empty.
+    pub text: *const c_char,
+    pub text_len: usize,
+    /// YLOKH_EVENT_TOOL_CALL: which call of the message this piece belongs to.
+    pub tool_index: u32,
+    /// YLOKH_EVENT_TOOL_CALL: the call's id, or NULL when this piece has none.
+    pub tool_id: *const c_char,
+    pub tool_id_len: usize,
+    /// YLOKH_EVENT_TOOL_CALL: the function's name, or NULL when this piece has none.
+    pub tool_name: *const c_char,
+    pub tool_name_len: usize,
+    /// YLOKH_EVENT_USAGE: the counts as reported.
+    pub prompt_tokens: u64,
+    pub completion_tokens: u64,
+    pub total_tokens: u64,
+}
+
+/// Receives every event of a reply. Same contract as `ylokh_token_cb`: synchronous, on the
+/// calling thread, `event` and its strings borrowed for the call, non-zero return aborts.
+pub type ylokh_event_cb =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, event: *const ylokh_event) -> c_int>;
+
+/// The C callbacks of one call, with a reused buffer that NUL-terminates borrowed strings.
+struct Callbacks {
+    on_token: ylokh_token_cb,
+    on_event: ylokh_event_cb,
+    userdata: *mut c_void,
+    scratch: Vec<u8>,
+}
+
+impl Callbacks {
+    fn deliver(&mut self, event: Event<'_>) -> ControlFlow<()> {
+        if let Some(on_event) = self.on_event {
+            let c_event = self.c_event(&event);
+            // SAFETY: the caller of the chat function vouches for the callback; the event and
+            // the scratch it points into live until it returns.
+            if unsafe { on_event(self.userdata, &c_event) } != 0 {
+                return ControlFlow::Break(());
+            }
+        }
+        if let (Some(on_token), Event::Content { choice: 0, text }) = (self.on_token, event) {
+            let token = self.terminated(&[text])[0];
+            // SAFETY: as above; `token` points at len bytes and a NUL in the scratch buffer.
+            if unsafe { on_token(self.userdata, token, text.len()) } != 0 {
+                return ControlFlow::Break(());
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Copies the strings, each followed by a NUL, into the scratch buffer and returns
+    /// pointers to them (valid until the next use of the scratch buffer).
+    fn terminated<const N: usize>(&mut self, parts: &[&str; N]) -> [*const c_char; N] {
+        self.scratch.clear();
+        let mut offsets = [0; N];
+        for (offset, part) in offsets.iter_mut().zip(parts) {
+            *offset = self.scratch.len();
+            self.scratch.extend_from_slice(part.as_bytes());
+            self.scratch.push(0);
+        }
+        // Pointers are taken only after the last push, so no reallocation moves them.
+        offsets.map(|o| self.scratch[o..].as_ptr().cast())
+    }
+
+    fn c_event(&mut self, event: &Event<'_>) -> ylokh_event {
+        let mut c = ylokh_event {
+            kind: ylokh_event_kind::YLOKH_EVENT_CONTENT,
+            choice: 0,
+            text: std::ptr::null(),
+            text_len: 0,
+            tool_index: 0,
+            tool_id: std::ptr::null(),
+            tool_id_len: 0,
+            tool_name: std::ptr::null(),
+            tool_name_len: 0,
+            prompt_tokens: 0,
+            completion_tokens: 0,
+            total_tokens: 0,
+        };
+        let text = match *event {
+            Event::Content { choice, text } => {
+                c.choice = choice;
+                text
+            }
+            Event::Reasoning { choice, text } => {
+                c.kind = ylokh_event_kind::YLOKH_EVENT_REASONING;
+                c.choice = choice;
+                text
+            }
+            Event::Finish { choice, reason } => {
+                c.kind = ylokh_event_kind::YLOKH_EVENT_FINISH;
+                c.choice = choice;
+                reason
+            }
+            Event::Usage(usage) => {
+                c.kind = ylokh_event_kind::YLOKH_EVENT_USAGE;
+                c.prompt_tokens = usage.prompt_tokens;
+                c.completion_tokens = usage.completion_tokens;
+                c.total_tokens = usage.total_tokens;
+                usage.json
+            }
+            Event::ToolCall {
+                choice,
+                index,
+                id,
+                name,
+                arguments,
+            } => {
+                c.kind = ylokh_event_kind::YLOKH_EVENT_TOOL_CALL;
+                c.choice = choice;
+                c.tool_index = index;
+                let [text, id_ptr, name_ptr] =
+                    self.terminated(&[arguments, id.unwrap_or(""), name.unwrap_or("")]);
+                c.text = text;
+                c.text_len = arguments.len();
+                if let Some(id) = id {
+                    c.tool_id = id_ptr;
+                    c.tool_id_len = id.len();
+                }
+                if let Some(name) = name {
+                    c.tool_name = name_ptr;
+                    c.tool_name_len = name.len();
+                }
+                return c;
+            }
+        };
+        c.text = self.terminated(&[text])[0];
+        c.text_len = text.len();
+        c
+    }
+}
+
+/// Where a call's messages come from.
+enum Messages<'a> {
+    Json(&'a str),
+    Conversation(&'a mut crate::Conversation),
+}
+
+fn run_chat(
+    client: &Client,
+    model: Option<&str>,
+    messages: Messages<'_>,
+    options_json: Option<&str>,
+    cancel: Option<&CancelToken>,
+    mut callbacks: Callbacks,
+) -> Result<(), Error> {
+    let mut deliver = |event: Event<'_>| callbacks.deliver(event);
+    match messages {
+        Messages::Json(json) => {
+            let request = ChatRequest::from_json(model, json, options_json)?;
+            client.chat_with_cancel(&request, cancel, &mut deliver)
+        }
+        Messages::Conversation(conversation) => {
+            let options = request::parse_options(options_json)?;
+            conversation.chat(client, model, &options, cancel, &mut deliver)
+        }
+    }
+}
+
+/// Sends a chat request and streams the reply's text to `on_token` as it arrives.
+///
+/// - `model`: NULL or "" means "gpt-3.5-turbo".
+/// - `messages_json`: a JSON array of message objects, e.g.
+///   `[{"role":"user","content":"Hello"}]`; each needs a string `role`.
+/// - `options_json`: NULL or a JSON object merged over the defaults (`temperature` 1,
+///   `presence_penalty` 0, `top_p` 1, `frequency_penalty` 0, `allow_fallback` true,
+///   `stream` true); e.g. `{"max_tokens":50,"stream":false}`. With `"stream":false` the
+///   whole reply comes in one callback call (none if it has no content).
+/// - `on_token`: required; see `ylokh_token_cb`. `userdata` is passed to it untouched.
+///
+/// Blocks until the reply is complete, the callback aborts, or an error occurs. Tokens
+/// delivered before an error stay delivered. All strings are copied before the request
+/// starts. Bad arguments return `YLOKH_E_INVALID_ARGUMENT` without touching the network.
+/// Safe to call from many threads at once on one client. Since 0.1.0.
+///
+/// # Safety
+/// `client` is NULL or live; the strings are NULL or NUL-terminated; `on_token` is safe to
+/// call with `userdata`.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_chat(
+    client: *mut ylokh_client,
+    model: *const c_char,
+    messages_json: *const c_char,
+    options_json: *const c_char,
+    on_token: ylokh_token_cb,
+    userdata: *mut c_void,
+) -> ylokh_status {
+    let request = ylokh_request {
+        model,
+        messages_json,
+        options_json,
+        on_token,
+        userdata,
+        ..ylokh_request::EMPTY
+    };
+    if on_token.is_none() {
+        return guard(|| Err(Error::invalid("on_token is NULL")));
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { ylokh_chat_ex(client, &request) }
+}
+
+/// Like `ylokh_chat`, but reports every event of the reply (content, reasoning, tool
+/// calls, finish reasons, usage) to `on_event`; see `ylokh_event`. Since 0.1.0.
+///
+/// # Safety
+/// As `ylokh_chat`.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_chat_events(
+    client: *mut ylokh_client,
+    model: *const c_char,
+    messages_json: *const c_char,
+    options_json: *const c_char,
+    on_event: ylokh_event_cb,
+    userdata: *mut c_void,
+) -> ylokh_status {
+    let request = ylokh_request {
+        model,
+        messages_json,
+        options_json,
+        on_event,
+        userdata,
+        ..ylokh_request::EMPTY
+    };
+    if on_event.is_none() {
+        return guard(|| Err(Error::invalid("on_event is NULL")));
+    }
+    // SAFETY: forwarded from the caller.
+    unsafe { ylokh_chat_ex(client, &request) }
+}
+
+/// Like `ylokh_chat`, but returns the whole answer: on success `*out_text` receives a
+/// NUL-terminated string to release with `ylokh_string_free` (the text may hold NULs;
+/// `*out_len`, when `out_len` is not NULL, is its length). On failure the outputs are
+/// untouched. Since 0.1.0.
+///
+/// # Safety
+/// As `ylokh_chat`; `out_text` and `out_len` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_chat_text(
+    client: *mut ylokh_client,
+    model: *const c_char,
+    messages_json: *const c_char,
+    options_json: *const c_char,
+    out_text: *mut *mut c_char,
+    out_len: *mut usize,
+) -> ylokh_status {
+    guard(|| {
+        if out_text.is_null() {
+            return Err(Error::invalid("out_text is NULL"));
+        }
+        // SAFETY: forwarded from the caller.
+        let (client, model, messages, options) = unsafe {
+            (
+                handle(client, "client")?,
+                opt_str(model, "model")?,
+                req_str(messages_json, "messages_json")?,
+                opt_str(options_json, "options_json")?,
+            )
+        };
+        let request = ChatRequest::from_json(model, messages, options)?;
+        let text = client.client().chat_text(&request)?;
+        // SAFETY: checked above / forwarded from the caller.
+        unsafe { hand_out_string(text, out_text, out_len) }
+    })
+}
+
+/// Sends every message of `conversation` and streams the reply to `on_token`. On success
+/// the assistant's reply is appended to the conversation (with its tool calls, if any); on
+/// any failure, abort included, the conversation is unchanged. Add the user's message with
+/// `ylokh_conversation_add` first. Since 0.1.0.
+///
+/// # Safety
+/// As `ylokh_chat`; `conversation` is NULL or live and not used by another thread meanwhile.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_conversation_chat(
+    client: *mut ylokh_client,
+    conversation: *mut ylokh_conversation,
+    model: *const c_char,
+    options_json: *const c_char,
+    on_token: ylokh_token_cb,
+    userdata: *mut c_void,
+) -> ylokh_status {
+    let request = ylokh_request {
+        model,
+        options_json,
+        conversation,
+        on_token,
+        userdata,
+        ..ylokh_request::EMPTY
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { ylokh_chat_ex(client, &request) }
+}
+
+/// Everything a chat call can take, for `ylokh_chat_ex`. Zero-initialize it
+/// (`ylokh_request req = {0};`) and set what you need.
+#[repr(C)]
+pub struct ylokh_request {
+    /// NULL or "": "gpt-3.5-turbo".
+    pub model: *const c_char,
+    /// The messages as a JSON array. Exactly one of `messages_json` and `conversation`.
+    pub messages_json: *const c_char,
+    /// NULL or a JSON object merged over the defaults.
+    pub options_json: *const c_char,
+    /// Send this conversation's messages and append the reply on success.
+    pub conversation: *mut ylokh_conversation,
+    /// Called for each token of choice 0 (may be NULL if `on_event` is set).
+    pub on_token: ylokh_token_cb,
+    /// Called for each event (may be NULL if `on_token` is set). When both are set, for a
+    /// content event `on_event` is called first, then `on_token`.
+    pub on_event: ylokh_event_cb,
+    /// Passed to the callbacks untouched.
+    pub userdata: *mut c_void,
+    /// NULL, or a token another thread may trigger to stop the call.
+    pub cancel: *const ylokh_cancel,
+}
+
+impl ylokh_request {
+    const EMPTY: ylokh_request = ylokh_request {
+        model: std::ptr::null(),
+        messages_json: std::ptr::null(),
+        options_json: std::ptr::null(),
+        conversation: std::ptr::null_mut(),
+        on_token: None,
+        on_event: None,
+        userdata: std::ptr::null_mut(),
+        cancel: std::ptr::null(),
+    };
+}
+
+/// The general form of every chat call: messages from JSON or a conversation, a token
+/// callback, an event callback or both, and an optional cancel token. The request struct
+/// is read before the call starts and not kept. Since 0.1.0.
+///
+/// # Safety
+/// `client` is NULL or live; `request` is NULL or points to a readable `ylokh_request`
+/// whose pointers obey the rules of `ylokh_chat` and `ylokh_conversation_chat`.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_chat_ex(
+    client: *mut ylokh_client,
+    request: *const ylokh_request,
+) -> ylokh_status {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let (client, request) = unsafe { (handle(client, "client")?, handle(request, "request")?) };
+        if request.on_token.is_none() && request.on_event.is_none() {
+            return Err(Error::invalid(
+                "the request has neither on_token nor on_event",
+            ));
+        }
+        // SAFETY: forwarded from the caller.
+        let (model, options, cancel) = unsafe {
+            (
+                opt_str(request.model, "model")?,
+                opt_str(request.options_json, "options_json")?,
+                request.cancel.as_ref().map(|c| &c.inner),
+            )
+        };
+        // SAFETY: forwarded from the caller.
+        let messages = match unsafe { (request.conversation.as_mut(), request.messages_json) } {
+            (Some(conversation), m) if m.is_null() => {
+                Messages::Conversation(&mut conversation.inner)
+            }
+            (None, m) if !m.is_null() => {
+                // SAFETY: forwarded from the caller.
+                Messages::Json(unsafe { req_str(m, "messages_json") }?)
+            }
+            (None, _) => return Err(Error::invalid("messages_json is NULL")),
+            (Some(_), _) => {
+                return Err(Error::invalid(
+                    "give either messages_json or conversation, not both",
+                ))
+            }
+        };
+        let callbacks = Callbacks {
+            on_token: request.on_token,
+            on_event: request.on_event,
+            userdata: request.userdata,
+            scratch: Vec::new(),
+        };
+        run_chat(client.client(), model, messages, options, cancel, callbacks)
+    })
+}

@@ -1,0 +1,45 @@
+//! libylokh: a small, synchronous client for OpenAI-compatible chat servers that delivers
+//! the reply token by token, usable from Rust directly and from C through [`ffi`].
+//!
+//! Data flows one way: request ([`ChatRequest`]) -> [`Client`] (HTTP, retries) ->
+//! SSE decoder -> chunk parser -> your callback ([`Event`]).
+//!
+//! ```no_run
+//! use std::ops::ControlFlow;
+//! let client = ylokh::Client::new();
+//! client.set_base_url("http://127.0.0.1:8080/v1").unwrap();
+//! let request = ylokh::ChatRequest::from_json(
+//!     None, r#"[{"role":"user","content":"The three primary colors are"}]"#, None).unwrap();
+//! client.chat_tokens(&request, |token| { print!("{token}"); ControlFlow::Continue(()) }).unwrap();
+//! ```
+
+mod chunk;
+mod client;
+mod conversation;
+mod error;
+pub mod ffi;
+mod request;
+mod sse;
+mod transport;
+
+pub use chunk::{Event, Usage};
+pub use client::{
+    CancelToken, Client, Settings, DEFAULT_BASE_URL, DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_RETRIES,
+    DEFAULT_RETRY_DELAY, DEFAULT_TIMEOUT, PROVIDER_URL,
+};
+pub use conversation::Conversation;
+pub use error::{Error, ErrorKind};
+pub use request::{parse_messages, parse_options, ChatRequest, DEFAULT_MODEL};
+
+/// Facts about the original `Ylokh` provider of gpt4free, kept for callers that list providers.
+pub mod provider {
+    /// The provider's site.
+    pub const URL: &str = crate::client::PROVIDER_URL;
+    /// The service is gone; this library talks to any OpenAI-compatible server instead.
+    pub const WORKING: bool = false;
+    pub const SUPPORTS_MESSAGE_HISTORY: bool = true;
+    pub const SUPPORTS_GPT_35_TURBO: bool = true;
+}
+
+/// This library's version, from Cargo.toml.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

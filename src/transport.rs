@@ -1,0 +1,163 @@
+//! A thin layer over ureq's connections that lets a call be cancelled from another thread
+//! and bounds the wait for the end of a body after `[DONE]`.
+//!
+//! ureq runs every read of a call on the calling thread, so the call's cancel flag and
+//! drain state live in thread-locals set by [`CallGuard`]; the transport consults them on
+//! each wait for input. Without a cancel flag and outside a drain it adds nothing to a wait.
+
+use std::cell::{Cell, RefCell};
+use std::fmt;
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ureq::config::Config;
+use ureq::unversioned::resolver::DefaultResolver;
+use ureq::unversioned::transport::{
+    time, Buffers, ConnectionDetails, Connector, DefaultConnector, NextTimeout, Transport,
+};
+use ureq::{Agent, Error};
+
+/// How often a waiting call looks at its cancel flag.
+pub const CANCEL_POLL: Duration = Duration::from_millis(20);
+/// After `[DONE]`, how long to wait for the end of the body so the connection can be reused.
+/// A server or proxy that keeps the body open after `[DONE]` costs at most this much.
+pub const DRAIN_WAIT: Duration = Duration::from_millis(10);
+/// How many bytes after `[DONE]` are read looking for the end of the body.
+const DRAIN_LIMIT: usize = 64 * 1024;
+
+/// The error a cancelled wait returns; the client turns it into `Aborted`.
+#[derive(Debug)]
+pub struct Cancelled;
+
+impl fmt::Display for Cancelled {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("cancelled")
+    }
+}
+
+impl std::error::Error for Cancelled {}
+
+thread_local! {
+    static CANCEL: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };
+    static DRAIN_UNTIL: Cell<Option<Instant>> = const { Cell::new(None) };
+}
+
+/// Installs a call's cancel flag on this thread for as long as it lives.
+pub struct CallGuard(());
+
+impl CallGuard {
+    pub fn enter(cancel: Option<&Arc<AtomicBool>>) -> CallGuard {
+        CANCEL.with(|c| *c.borrow_mut() = cancel.cloned());
+        DRAIN_UNTIL.set(None);
+        CallGuard(())
+    }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        CANCEL.with(|c| *c.borrow_mut() = None);
+        DRAIN_UNTIL.set(None);
+    }
+}
+
+fn cancelled() -> Option<bool> {
+    CANCEL.with(|c| c.borrow().as_ref().map(|f| f.load(Ordering::Relaxed)))
+}
+
+/// Reads what is left of a body after `[DONE]` for at most [`DRAIN_WAIT`], so that a body
+/// that ends at once returns its connection to the pool and one that does not is dropped.
+pub fn drain(reader: &mut impl Read, buf: &mut [u8]) {
+    DRAIN_UNTIL.set(Some(Instant::now() + DRAIN_WAIT));
+    let mut total = 0;
+    while total < DRAIN_LIMIT {
+        match reader.read(buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => total += n,
+        }
+    }
+    DRAIN_UNTIL.set(None);
+}
+
+/// An agent whose connections go through [`CallTransport`].
+pub fn agent(config: Config) -> Agent {
+    let connector = DefaultConnector::new().chain(CallConnector);
+    Agent::with_parts(config, connector, DefaultResolver::default())
+}
+
+#[derive(Debug)]
+struct CallConnector;
+
+impl Connector<Box<dyn Transport>> for CallConnector {
+    type Out = CallTransport;
+
+    fn connect(
+        &self,
+        _: &ConnectionDetails,
+        chained: Option<Box<dyn Transport>>,
+    ) -> Result<Option<Self::Out>, Error> {
+        Ok(chained.map(|inner| CallTransport { inner }))
+    }
+}
+
+#[derive(Debug)]
+struct CallTransport {
+    inner: Box<dyn Transport>,
+}
+
+impl Transport for CallTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        self.inner.buffers()
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), Error> {
+        if cancelled() == Some(true) {
+            return Err(Error::Other(Box::new(Cancelled)));
+        }
+        self.inner.transmit_output(amount, timeout)
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
+        let drain_until = DRAIN_UNTIL.get();
+        let watching = cancelled();
+        if drain_until.is_none() && watching.is_none() {
+            return self.inner.await_input(timeout);
+        }
+        // Wait in short slices so the cancel flag and the drain bound are looked at often;
+        // the caller's own budget (idle timeout, deadline) is kept across the slices.
+        let budget = timeout.for_read();
+        let started = Instant::now();
+        loop {
+            if cancelled() == Some(true) {
+                return Err(Error::Other(Box::new(Cancelled)));
+            }
+            let now = Instant::now();
+            let mut left = budget.after.saturating_sub(now - started);
+            if let Some(until) = drain_until {
+                left = left.min(until.saturating_duration_since(now));
+            }
+            if left.is_zero() {
+                return Err(Error::Timeout(budget.reason));
+            }
+            let slice = NextTimeout {
+                after: time::Duration::from(left.min(CANCEL_POLL)),
+                reason: budget.reason,
+                per_read: None,
+                per_write: timeout.per_write,
+            };
+            match self.inner.await_input(slice) {
+                Err(Error::Timeout(_)) => continue,
+                other => return other,
+            }
+        }
+    }
+
+    fn is_open(&mut self) -> bool {
+        self.inner.is_open()
+    }
+
+    fn is_tls(&self) -> bool {
+        self.inner.is_tls()
+    }
+}
