@@ -6,6 +6,7 @@
 //! This lets tests reproduce the framing quirks and failures of real chat
 //! servers over real TCP, for Rust and C clients alike.
 
+pub mod capi;
 pub mod openai;
 
 // Not every test binary uses the body builders.
