@@ -107,12 +107,15 @@ impl Settings {
     /// `OPENAI_API_KEY` from the environment (empty values are ignored).
     pub fn from_env() -> Settings {
         let mut settings = Settings::default();
-        if let Some(url) = env_var(&["YLOKH_BASE_URL", "OPENAI_BASE_URL"]) {
-            if validate_base_url(&url).is_ok() {
-                settings.base_url = url;
-            }
+        // An unusable URL in a variable is skipped rather than breaking every call.
+        let base_url = ["YLOKH_BASE_URL", "OPENAI_BASE_URL"]
+            .iter()
+            .filter_map(|name| env_var(name))
+            .find(|url| validate_base_url(url).is_ok());
+        if let Some(url) = base_url {
+            settings.base_url = url.trim_end_matches('/').to_owned();
         }
-        settings.api_key = env_var(&["YLOKH_API_KEY", "OPENAI_API_KEY"]);
+        settings.api_key = env_var("YLOKH_API_KEY").or_else(|| env_var("OPENAI_API_KEY"));
         settings
     }
 
@@ -128,11 +131,9 @@ impl Settings {
     }
 }
 
-fn env_var(names: &[&str]) -> Option<String> {
-    names
-        .iter()
-        .filter_map(|name| std::env::var(name).ok())
-        .find(|v| !v.trim().is_empty())
+/// A variable's value, if set and not blank.
+fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 fn validate_base_url(url: &str) -> Result<(), Error> {
@@ -558,7 +559,7 @@ fn attempt_once(
         builder = builder.config().timeout_global(Some(left)).build();
     }
     let response = builder.send(request.body()).map_err(|e| {
-        let error = map_ureq_error(e, "sending the request");
+        let error = map_ureq_error(e, &format!("requesting {url}"));
         let retryable = error.kind() == ErrorKind::Connect;
         Failure {
             error,

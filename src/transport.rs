@@ -13,7 +13,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ureq::config::Config;
-use ureq::unversioned::resolver::DefaultResolver;
+use ureq::http::Uri;
+use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{
     time, Buffers, ConnectionDetails, Connector, DefaultConnector, NextTimeout, Transport,
 };
@@ -83,7 +84,26 @@ pub fn drain(reader: &mut impl Read, buf: &mut [u8]) {
 /// An agent whose connections go through [`CallTransport`].
 pub fn agent(config: Config) -> Agent {
     let connector = DefaultConnector::new().chain(CallConnector);
-    Agent::with_parts(config, connector, DefaultResolver::default())
+    Agent::with_parts(config, connector, HostResolver::default())
+}
+
+/// ureq's resolver, with lookup failures reported as `HostNotFound` (the system's I/O
+/// error for them has no kind of its own) so they count as connect failures.
+#[derive(Debug, Default)]
+struct HostResolver(DefaultResolver);
+
+impl Resolver for HostResolver {
+    fn resolve(
+        &self,
+        uri: &Uri,
+        config: &Config,
+        timeout: NextTimeout,
+    ) -> Result<ResolvedSocketAddrs, Error> {
+        match self.0.resolve(uri, config, timeout) {
+            Err(Error::Io(_)) => Err(Error::HostNotFound),
+            other => other,
+        }
+    }
 }
 
 #[derive(Debug)]

@@ -306,6 +306,19 @@ fn connect_failure_is_retried_and_reported() {
 }
 
 #[test]
+fn unknown_host_is_a_connect_error() {
+    let client = CClient::new("http://no-such-host.invalid/v1");
+    // SAFETY: live client.
+    assert_eq!(
+        unsafe { ylokh_client_set_max_retries(client.0, 0) },
+        YLOKH_OK
+    );
+    let out = client.chat(None);
+    assert_eq!(out.status, YLOKH_E_CONNECT, "{}", out.error);
+    assert!(out.error.contains("no-such-host.invalid"), "{}", out.error);
+}
+
+#[test]
 fn idle_timeout_fires_on_a_silent_server_but_not_on_a_slow_steady_stream() {
     // Headers, one token, then silence.
     let head =
