@@ -711,3 +711,15 @@ fn status_strings_version_and_provider_facts() {
     assert!(info.supports_message_history);
     assert!(info.supports_gpt_35_turbo);
 }
+
+#[test]
+fn a_panic_inside_the_library_comes_back_as_internal_and_the_process_lives() {
+    assert_eq!(ylokh_test_panic(), YLOKH_E_INTERNAL);
+    assert!(
+        last_error().contains("test panic requested"),
+        "{}",
+        last_error()
+    );
+    let server = Server::always(ok_stream());
+    CClient::new(&server.base_url()).chat(None).ok();
+}

@@ -240,6 +240,14 @@ pub extern "C" fn ylokh_provider() -> *const ylokh_provider_info {
     &PROVIDER_INFO.0
 }
 
+/// Test hook, not part of the API (left out of the header): panics inside the library so
+/// tests can see the panic come back as `YLOKH_E_INTERNAL` with the process alive.
+#[doc(hidden)]
+#[no_mangle]
+pub extern "C" fn ylokh_test_panic() -> ylokh_status {
+    guard(|| panic!("test panic requested through ylokh_test_panic"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
