@@ -111,8 +111,13 @@ def main():
     ap.add_argument("--threads", type=int, default=-1,
                     help="CPU threads for inference (default -1: llama.cpp picks)")
     ap.add_argument("--sse-ping-interval", type=int, default=30,
-                    help="seconds between ': ping' SSE comments on idle streams, "
+                    help="seconds between ':' SSE comment lines on a stream that is "
+                         "still waiting for its first token, e.g. during a long prompt; "
                          "-1 disables (default 30, llama.cpp's default)")
+    ap.add_argument("--cache-prompt", action="store_true",
+                    help="let requests reuse KV cache from earlier ones by default "
+                         "(off: reuse changes numerics, so temperature-0 text would "
+                         "depend on which requests came before)")
     ap.add_argument("--start-timeout", type=int, default=120,
                     help="seconds to load the model and answer, else fail (default 120)")
     ap.add_argument("--ignore-stdin", action="store_true",
@@ -140,6 +145,8 @@ def main():
     params.fit_params = False
     params.cpuparams.n_threads = args.threads
     params.cpuparams_batch.n_threads = args.threads
+    # Default for requests that do not set "cache_prompt" themselves.
+    params.cache_prompt = args.cache_prompt
     params.use_jinja = True
     params.chat_template = CHAT_TEMPLATE
     params.endpoint_slots = True    # GET /slots, to inspect slot state in tests

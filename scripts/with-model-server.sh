@@ -40,10 +40,12 @@ coproc SERVER {
     exec "$repo/.venv/bin/python" "$repo/scripts/model_server.py" \
         ${YLOKH_MODEL_SERVER_ARGS:-} 2>"$log"
 }
+# shellcheck disable=SC2153  # SERVER_PID is set by coproc
 server_pid=$SERVER_PID
 server_out=${SERVER[0]}
 server_in=${SERVER[1]}
 
+# shellcheck disable=SC2317  # invoked via trap
 stop_server() {
     # Closing stdin is the polite stop; SIGTERM covers a server not yet
     # reading it; SIGKILL a server stuck for 20 s.

@@ -463,6 +463,8 @@ struct Failure {
     error: Error,
     retryable: bool,
     retry_after: Option<Duration>,
+    /// The connection ended before any reply byte, as a stale pooled one does.
+    stale: bool,
 }
 
 impl From<Error> for Failure {
@@ -471,6 +473,7 @@ impl From<Error> for Failure {
             error,
             retryable: false,
             retry_after: None,
+            stale: false,
         }
     }
 }
@@ -486,11 +489,19 @@ fn run_with_retries(
     let deadline = settings.deadline.map(|d| started + d);
     let url = format!("{}/chat/completions", settings.base_url);
     let mut attempt = 0;
+    let mut resent_stale = false;
     loop {
+        transport::take_opened();
         let failure = match attempt_once(settings, agent, &url, request, deadline, on_event) {
             Ok(()) => return Ok(()),
             Err(failure) => failure,
         };
+        // A pooled connection the server closed meanwhile (llama.cpp closes after every
+        // stream) fails before any reply byte: send once more at once, as curl does.
+        if failure.stale && !resent_stale && !transport::take_opened() {
+            resent_stale = true;
+            continue;
+        }
         if !failure.retryable || attempt >= settings.max_retries {
             return Err(failure.error);
         }
@@ -559,12 +570,15 @@ fn attempt_once(
         builder = builder.config().timeout_global(Some(left)).build();
     }
     let response = builder.send(request.body()).map_err(|e| {
+        use std::io::ErrorKind as Io;
+        let stale = matches!(&e, ureq::Error::Io(io) if matches!(io.kind(),
+            Io::UnexpectedEof | Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe));
         let error = map_ureq_error(e, &format!("requesting {url}"));
-        let retryable = error.kind() == ErrorKind::Connect;
         Failure {
+            retryable: error.kind() == ErrorKind::Connect,
             error,
-            retryable,
             retry_after: None,
+            stale,
         }
     })?;
 
@@ -592,6 +606,7 @@ fn attempt_once(
             .with_http_status(status),
             retryable: matches!(status, 408 | 429) || status >= 500,
             retry_after,
+            stale: false,
         });
     }
     let is_json = headers

@@ -43,6 +43,15 @@ impl std::error::Error for Cancelled {}
 thread_local! {
     static CANCEL: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };
     static DRAIN_UNTIL: Cell<Option<Instant>> = const { Cell::new(None) };
+    /// Set when this thread opened a new connection (rather than reusing a pooled one).
+    static OPENED: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether a new connection was opened on this thread since the last call; clears it.
+/// An attempt that fails on a reused connection before any reply byte most likely met a
+/// connection the server had already closed, and may be sent again at once.
+pub fn take_opened() -> bool {
+    OPENED.replace(false)
 }
 
 /// Installs a call's cancel flag on this thread for as long as it lives.
@@ -117,6 +126,9 @@ impl Connector<Box<dyn Transport>> for CallConnector {
         _: &ConnectionDetails,
         chained: Option<Box<dyn Transport>>,
     ) -> Result<Option<Self::Out>, Error> {
+        if chained.is_some() {
+            OPENED.set(true);
+        }
         Ok(chained.map(|inner| CallTransport { inner }))
     }
 }

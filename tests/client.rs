@@ -288,6 +288,31 @@ fn no_retry_once_a_token_was_delivered() {
 }
 
 #[test]
+fn a_pooled_connection_closed_by_the_server_is_replaced_at_once() {
+    let server = Server::sequence(vec![
+        ok_stream(),
+        Script::close(),
+        ok_stream(),
+        Script::close(),
+    ]);
+    let client = CClient::new(&server.base_url());
+    // SAFETY: live client. Without retries, only the stale-connection resend can help.
+    assert_eq!(
+        unsafe { ylokh_client_set_max_retries(client.0, 0) },
+        YLOKH_OK
+    );
+    client.chat(None).ok();
+    client.chat(None).ok();
+    assert_eq!(server.requests().len(), 3);
+    assert_eq!(server.connections(), 2);
+    // On a fresh connection the same failure is not resent.
+    let fresh = Server::always(Script::close());
+    let out = CClient::new(&fresh.base_url()).chat_full(None, USER_HI, None, None);
+    assert_eq!(out.status, YLOKH_E_IO, "{}", out.error);
+    assert_eq!(fresh.requests().len(), 1);
+}
+
+#[test]
 fn connect_failure_is_retried_and_reported() {
     // A port that was just free: nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
