@@ -24,6 +24,20 @@ $(BUILD)/%: examples-c/%.c include/ylokh.h lib
 
 examples: lib $(EXAMPLES)
 
+# The main job: stream a real reply token by token. Starts the local model server
+# (scripts/with-model-server.sh) unless YLOKH_BASE_URL points at a server already.
+PROMPT ?= The three primary colors are
+demo: examples
+	scripts/with-model-server.sh $(BUILD)/chat --max-tokens 48 "$(PROMPT)"
+
+# Every test. The end-to-end tests run one at a time: llama.cpp's batched decoding is
+# not bit-identical to decoding alone, and they compare replies byte for byte.
+test:
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) test
+	scripts/with-model-server.sh $(CARGO) test --test e2e -- --ignored --test-threads=1
+
 header:
 	YLOKH_BLESS=1 $(CARGO) test --test header
 
