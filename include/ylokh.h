@@ -393,6 +393,24 @@ ylokh_status ylokh_client_set_retry_delay_ms(struct ylokh_client *client, uint64
 // `client` is NULL or live.
 ylokh_status ylokh_client_set_max_event_bytes(struct ylokh_client *client, size_t max_bytes);
 
+// Trusts only the certificate authorities in a PEM file (a private CA, or a self-signed
+// server's own certificate) instead of the bundled Mozilla roots. The file is read now: a
+// missing, unreadable or certificate-less file gives `YLOKH_E_INVALID_ARGUMENT` and leaves
+// the setting unchanged. NULL goes back to the bundled roots. Certificate verification is
+// always on; there is no way to turn it off. Since 0.1.0.
+//
+// # Safety
+// `client` is NULL or live; `pem_path` is NULL or a NUL-terminated path.
+ylokh_status ylokh_client_set_ca_file(struct ylokh_client *client, const char *pem_path);
+
+// Non-zero: trust the operating system's certificate store instead of the bundled Mozilla
+// roots (for corporate CAs installed system-wide). 0: back to the bundled roots. Replaces
+// any CA file set with `ylokh_client_set_ca_file`. Since 0.1.0.
+//
+// # Safety
+// `client` is NULL or live.
+ylokh_status ylokh_client_use_system_roots(struct ylokh_client *client, int enabled);
+
 // Creates an empty conversation; release it with `ylokh_conversation_free`. NULL only if
 // the library failed internally. Since 0.1.0.
 struct ylokh_conversation *ylokh_conversation_new(void);

@@ -3,11 +3,13 @@
 use std::cell::Cell;
 use std::io::Read;
 use std::ops::ControlFlow;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use ureq::http::{HeaderName, HeaderValue, Uri};
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 use ureq::Agent;
 
 use crate::chunk::{self, Event};
@@ -58,6 +60,20 @@ pub struct Settings {
     pub retry_delay: Duration,
     /// Largest line, event or non-streaming reply accepted; larger is a protocol error.
     pub max_event_bytes: usize,
+    /// Which certificate authorities HTTPS servers are checked against.
+    pub trust: Trust,
+}
+
+/// Where trusted certificate authorities come from. Verification is always on.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Trust {
+    /// Mozilla's root certificates, built into the library (the default).
+    #[default]
+    Bundled,
+    /// The operating system's trust store.
+    System,
+    /// Only the certificates in this PEM file (for a private CA or a self-signed server).
+    CaFile(PathBuf),
 }
 
 impl std::fmt::Debug for Settings {
@@ -77,6 +93,7 @@ impl std::fmt::Debug for Settings {
             .field("max_retries", &self.max_retries)
             .field("retry_delay", &self.retry_delay)
             .field("max_event_bytes", &self.max_event_bytes)
+            .field("trust", &self.trust)
             .finish()
     }
 }
@@ -98,6 +115,7 @@ impl Default for Settings {
             max_retries: DEFAULT_MAX_RETRIES,
             retry_delay: DEFAULT_RETRY_DELAY,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
+            trust: Trust::Bundled,
         }
     }
 }
@@ -363,6 +381,16 @@ impl Client {
         Ok(())
     }
 
+    /// Which certificate authorities to trust. A CA file is read now, so a missing or
+    /// empty file is refused here rather than at the next chat.
+    pub fn set_trust(&self, trust: Trust) -> Result<(), Error> {
+        if let Trust::CaFile(path) = &trust {
+            read_ca_file(path)?;
+        }
+        self.update(true, |s| s.trust = trust);
+        Ok(())
+    }
+
     fn snapshot(&self) -> Result<(Arc<Settings>, Agent), Error> {
         let mut state = self.lock();
         let agent = match &state.agent {
@@ -444,8 +472,16 @@ fn build_agent(settings: &Settings) -> Result<Agent, Error> {
         None if settings.proxy_from_env => ureq::Proxy::try_from_env(),
         None => None,
     };
+    let roots = match &settings.trust {
+        Trust::Bundled => RootCerts::WebPki,
+        Trust::System => RootCerts::PlatformVerifier,
+        Trust::CaFile(path) => RootCerts::Specific(Arc::new(read_ca_file(path)?)),
+    };
     let config = Agent::config_builder()
         .http_status_as_error(false)
+        .tls_config(TlsConfig::builder().root_certs(roots).build())
+        // Redirects are followed by the client itself (see `redirect_target`).
+        .max_redirects(0)
         .proxy(proxy)
         .timeout_connect(Some(settings.timeout))
         .timeout_per_read(Some(settings.timeout))
@@ -456,6 +492,30 @@ fn build_agent(settings: &Settings) -> Result<Agent, Error> {
         .user_agent(concat!("libylokh/", env!("CARGO_PKG_VERSION")))
         .build();
     Ok(transport::agent(config))
+}
+
+fn read_ca_file(path: &PathBuf) -> Result<Vec<Certificate<'static>>, Error> {
+    let shown = path.display();
+    let pem = std::fs::read(path)
+        .map_err(|e| Error::invalid(format!("cannot read the CA file {shown}: {e}")))?;
+    let mut certs = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item {
+            Ok(PemItem::Certificate(cert)) => certs.push(cert),
+            Ok(_) => {}
+            Err(e) => {
+                return Err(Error::invalid(format!(
+                    "the CA file {shown} is not valid PEM: {e}"
+                )))
+            }
+        }
+    }
+    if certs.is_empty() {
+        return Err(Error::invalid(format!(
+            "the CA file {shown} holds no certificate"
+        )));
+    }
+    Ok(certs)
 }
 
 /// Why an attempt failed, and whether another attempt may help.
@@ -487,13 +547,30 @@ fn run_with_retries(
 ) -> Result<(), Error> {
     let started = Instant::now();
     let deadline = settings.deadline.map(|d| started + d);
-    let url = format!("{}/chat/completions", settings.base_url);
+    let mut url = format!("{}/chat/completions", settings.base_url);
+    let mut send_auth = true;
+    let mut redirects = 0;
     let mut attempt = 0;
     let mut resent_stale = false;
     loop {
         transport::take_opened();
-        let failure = match attempt_once(settings, agent, &url, request, deadline, on_event) {
-            Ok(()) => return Ok(()),
+        let failure = match attempt_once(
+            settings, agent, &url, send_auth, request, deadline, on_event,
+        ) {
+            Ok(Attempt::Done) => return Ok(()),
+            Ok(Attempt::Redirect(location)) => {
+                redirects += 1;
+                if redirects > MAX_REDIRECTS {
+                    return Err(Error::protocol(format!(
+                        "more than {MAX_REDIRECTS} redirects, the last to {location}"
+                    )));
+                }
+                let next = redirect_target(&url, &location)?;
+                // Credentials go only to the origin they were meant for (or its https form).
+                send_auth &= same_origin_or_upgrade(&url, &next);
+                url = next;
+                continue;
+            }
             Err(failure) => failure,
         };
         // A pooled connection the server closed meanwhile (llama.cpp closes after every
@@ -514,6 +591,62 @@ fn run_with_retries(
         sleep_unless_cancelled(delay, cancel)?;
         attempt += 1;
     }
+}
+
+/// How many 307/308 redirects one call follows.
+const MAX_REDIRECTS: u32 = 5;
+
+/// What a successful attempt came to.
+enum Attempt {
+    Done,
+    /// A 307 or 308 to this `Location`: send the same request there.
+    Redirect(String),
+}
+
+/// The absolute URL a `Location` points to, seen from `current`. A redirect from https
+/// to http is refused: it would send the conversation in clear text.
+fn redirect_target(current: &str, location: &str) -> Result<String, Error> {
+    let bad = || {
+        Error::protocol(format!(
+            "the server redirected to an unusable location {location:?}"
+        ))
+    };
+    let base: Uri = current.parse().map_err(|_| bad())?;
+    let target = if location.starts_with("http://") || location.starts_with("https://") {
+        location.to_owned()
+    } else if location.starts_with('/') && !location.starts_with("//") {
+        let scheme = base.scheme_str().ok_or_else(bad)?;
+        let authority = base.authority().ok_or_else(bad)?;
+        format!("{scheme}://{authority}{location}")
+    } else {
+        return Err(bad());
+    };
+    let parsed: Uri = target.parse().map_err(|_| bad())?;
+    if base.scheme_str() == Some("https") && parsed.scheme_str() != Some("https") {
+        return Err(Error::protocol(format!(
+            "refusing to follow a redirect from https to {target}"
+        )));
+    }
+    Ok(target)
+}
+
+/// Same scheme, host and port, or the same host moving from http to https.
+fn same_origin_or_upgrade(from: &str, to: &str) -> bool {
+    let (Ok(from), Ok(to)) = (from.parse::<Uri>(), to.parse::<Uri>()) else {
+        return false;
+    };
+    let port = |u: &Uri| {
+        u.port_u16().unwrap_or(if u.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        })
+    };
+    let same_host =
+        from.host().map(str::to_ascii_lowercase) == to.host().map(str::to_ascii_lowercase);
+    let same_origin = from.scheme_str() == to.scheme_str() && port(&from) == port(&to);
+    same_host
+        && (same_origin || (from.scheme_str() == Some("http") && to.scheme_str() == Some("https")))
 }
 
 /// `base * 2^attempt`, capped, minus up to a quarter at random so that many clients
@@ -547,19 +680,20 @@ fn attempt_once(
     settings: &Settings,
     agent: &Agent,
     url: &str,
+    send_auth: bool,
     request: &ChatRequest,
     deadline: Option<Instant>,
     on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
-) -> Result<(), Failure> {
+) -> Result<Attempt, Failure> {
     let mut builder = agent.post(url).header("Content-Type", "application/json");
-    let has_authorization = settings
-        .headers
-        .iter()
-        .any(|(n, _)| n.eq_ignore_ascii_case("authorization"));
+    let is_authorization = |name: &str| name.eq_ignore_ascii_case("authorization");
+    let has_authorization = settings.headers.iter().any(|(n, _)| is_authorization(n));
     for (name, value) in &settings.headers {
-        builder = builder.header(name.as_str(), value.as_str());
+        if send_auth || !is_authorization(name) {
+            builder = builder.header(name.as_str(), value.as_str());
+        }
     }
-    if let (Some(key), false) = (&settings.api_key, has_authorization) {
+    if let (Some(key), false, true) = (&settings.api_key, has_authorization, send_auth) {
         builder = builder.header("Authorization", format!("Bearer {key}"));
     }
     if let Some(deadline) = deadline {
@@ -584,7 +718,18 @@ fn attempt_once(
 
     let status = response.status().as_u16();
     let headers = response.headers();
+    let location = headers.get("location").and_then(|v| v.to_str().ok());
+    if let (307 | 308, Some(location)) = (status, location) {
+        return Ok(Attempt::Redirect(location.to_owned()));
+    }
     if !(200..300).contains(&status) {
+        // 301, 302 and 303 would turn the POST into a GET without the conversation.
+        let moved = match location {
+            Some(to) if response.status().is_redirection() => {
+                format!(" (redirect to {to} not followed: point the base URL at the new address)")
+            }
+            _ => String::new(),
+        };
         let retry_after = retry_after(headers);
         let reason = response.status().canonical_reason().unwrap_or("");
         let mut body = Vec::new();
@@ -601,7 +746,7 @@ fn attempt_once(
         return Err(Failure {
             error: Error::new(
                 ErrorKind::HttpStatus,
-                format!("HTTP {status} {reason}: {detail}"),
+                format!("HTTP {status} {reason}: {detail}{moved}"),
             )
             .with_http_status(status),
             retryable: matches!(status, 408 | 429) || status >= 500,
@@ -619,7 +764,9 @@ fn attempt_once(
     } else {
         read_stream(reader, settings.max_event_bytes, on_event)
     };
-    result.map_err(|e| Failure::from(e.with_http_status(status)))
+    result
+        .map(|()| Attempt::Done)
+        .map_err(|e| Failure::from(e.with_http_status(status)))
 }
 
 /// Parses `Retry-After` (seconds or an HTTP date) or OpenAI's `retry-after-ms`, when the wait
@@ -821,7 +968,7 @@ fn map_ureq_error(e: ureq::Error, doing: &str) -> Error {
             | Io::AddrNotAvailable
             | Io::NotFound => ErrorKind::Connect,
             Io::TimedOut | Io::WouldBlock => ErrorKind::Timeout,
-            Io::InvalidData if is_tls_error(io) => ErrorKind::Tls,
+            _ if is_tls_error(io) => ErrorKind::Tls,
             _ => ErrorKind::Io,
         },
         _ => ErrorKind::Io,

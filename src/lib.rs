@@ -24,8 +24,8 @@ mod transport;
 
 pub use chunk::{Event, Usage};
 pub use client::{
-    CancelToken, Client, Settings, DEFAULT_BASE_URL, DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_RETRIES,
-    DEFAULT_RETRY_DELAY, DEFAULT_TIMEOUT, PROVIDER_URL,
+    CancelToken, Client, Settings, Trust, DEFAULT_BASE_URL, DEFAULT_MAX_EVENT_BYTES,
+    DEFAULT_MAX_RETRIES, DEFAULT_RETRY_DELAY, DEFAULT_TIMEOUT, PROVIDER_URL,
 };
 pub use conversation::Conversation;
 pub use error::{Error, ErrorKind};

@@ -4,7 +4,7 @@ use std::ffi::{c_char, c_int};
 use std::time::Duration;
 
 use super::{guard, guard_value, handle, opt_str, req_str, ylokh_status};
-use crate::client::{CancelToken, Client};
+use crate::client::{CancelToken, Client, Trust};
 use crate::conversation::Conversation;
 use crate::error::Error;
 
@@ -256,6 +256,51 @@ pub unsafe extern "C" fn ylokh_client_set_max_event_bytes(
 ) -> ylokh_status {
     // SAFETY: forwarded from the caller.
     unsafe { with_client(client, |c| c.set_max_event_bytes(max_bytes)) }
+}
+
+/// Trusts only the certificate authorities in a PEM file (a private CA, or a self-signed
+/// server's own certificate) instead of the bundled Mozilla roots. The file is read now: a
+/// missing, unreadable or certificate-less file gives `YLOKH_E_INVALID_ARGUMENT` and leaves
+/// the setting unchanged. NULL goes back to the bundled roots. Certificate verification is
+/// always on; there is no way to turn it off. Since 0.1.0.
+///
+/// # Safety
+/// `client` is NULL or live; `pem_path` is NULL or a NUL-terminated path.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_client_set_ca_file(
+    client: *mut ylokh_client,
+    pem_path: *const c_char,
+) -> ylokh_status {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        with_client(client, |c| {
+            let trust = match opt_str(pem_path, "pem_path")? {
+                Some(path) => Trust::CaFile(path.into()),
+                None => Trust::Bundled,
+            };
+            c.set_trust(trust)
+        })
+    }
+}
+
+/// Non-zero: trust the operating system's certificate store instead of the bundled Mozilla
+/// roots (for corporate CAs installed system-wide). 0: back to the bundled roots. Replaces
+/// any CA file set with `ylokh_client_set_ca_file`. Since 0.1.0.
+///
+/// # Safety
+/// `client` is NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_client_use_system_roots(
+    client: *mut ylokh_client,
+    enabled: c_int,
+) -> ylokh_status {
+    let trust = if enabled != 0 {
+        Trust::System
+    } else {
+        Trust::Bundled
+    };
+    // SAFETY: forwarded from the caller.
+    unsafe { with_client(client, |c| c.set_trust(trust)) }
 }
 
 /// Message history: an ordered list of messages. Opaque.
