@@ -8,6 +8,7 @@
 
 pub mod capi;
 pub mod openai;
+pub mod proxy;
 
 // Not every test binary uses the body builders.
 #[allow(unused_imports)]
