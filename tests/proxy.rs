@@ -148,7 +148,7 @@ fn the_api_key_never_appears_in_error_messages() {
     assert!(out.error.contains("<redacted>"), "{}", out.error);
 
     let in_stream = Server::always(Script::sse(
-        format!("{}", error_event(&format!("bad key {key}"))).as_bytes(),
+        error_event(&format!("bad key {key}")).as_bytes(),
         Framing::ContentLength,
     ));
     assert_eq!(client.set_base_url(&in_stream.base_url()), YLOKH_OK);
