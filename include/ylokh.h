@@ -150,6 +150,12 @@ typedef struct ylokh_request {
   const struct ylokh_cancel *cancel;
 } ylokh_request;
 
+// Receives one line of the debugging log: `message` is `len` bytes of UTF-8 followed by a
+// NUL, borrowed for the call. Lines say what a call does: the request line, the HTTP
+// status and when it came, the first event, retries and why, redirects, the end. API keys
+// and proxy passwords are replaced by `<redacted>`. Called on the thread running the chat.
+typedef void (*ylokh_log_cb)(void *userdata, const char *message, size_t len);
+
 // Success.
 #define YLOKH_OK 0
 
@@ -410,6 +416,15 @@ ylokh_status ylokh_client_set_ca_file(struct ylokh_client *client, const char *p
 // # Safety
 // `client` is NULL or live.
 ylokh_status ylokh_client_use_system_roots(struct ylokh_client *client, int enabled);
+
+// Sets (or with a NULL `on_log` removes) the debugging log of a client. Unlike a chat's
+// userdata, this `userdata` is kept by the client: it must stay valid, and the callback
+// safe to call from any thread that chats on the client, until the log is replaced or the
+// client freed (from Go, pass C-allocated memory, not a Go pointer). Since 0.1.0.
+//
+// # Safety
+// `client` is NULL or live; `on_log` is NULL or safe to call with `userdata` as above.
+ylokh_status ylokh_client_set_log(struct ylokh_client *client, ylokh_log_cb on_log, void *userdata);
 
 // Creates an empty conversation; release it with `ylokh_conversation_free`. NULL only if
 // the library failed internally. Since 0.1.0.

@@ -62,7 +62,13 @@ pub struct Settings {
     pub max_event_bytes: usize,
     /// Which certificate authorities HTTPS servers are checked against.
     pub trust: Trust,
+    /// Receives a line for each step of a call (request, status, timings, retries),
+    /// on the calling thread. Secrets are removed before it sees them.
+    pub log: Option<Logger>,
 }
+
+/// A debugging sink for [`Settings::log`].
+pub type Logger = Arc<dyn Fn(&str) + Send + Sync>;
 
 /// Where trusted certificate authorities come from. Verification is always on.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -94,6 +100,7 @@ impl std::fmt::Debug for Settings {
             .field("retry_delay", &self.retry_delay)
             .field("max_event_bytes", &self.max_event_bytes)
             .field("trust", &self.trust)
+            .field("log", &self.log.as_ref().map(|_| "set"))
             .finish()
     }
 }
@@ -116,6 +123,7 @@ impl Default for Settings {
             retry_delay: DEFAULT_RETRY_DELAY,
             max_event_bytes: DEFAULT_MAX_EVENT_BYTES,
             trust: Trust::Bundled,
+            log: None,
         }
     }
 }
@@ -182,21 +190,27 @@ fn proxy_password(proxy: &str) -> Option<String> {
     secrets
 }
 
-/// Remove every secret from a message before anyone sees it.
-fn redact(mut error: Error, secrets: &[String]) -> Error {
-    if secrets.iter().any(|s| error.message().contains(s.as_str())) {
-        let mut message = error.message().to_owned();
-        for secret in secrets {
-            message = message.replace(secret.as_str(), "<redacted>");
-        }
-        let status = error.http_status();
-        let kind = error.kind();
-        error = Error::new(kind, message);
-        if let Some(status) = status {
-            error = error.with_http_status(status);
+/// `text` with every secret replaced.
+fn redact_text(mut text: String, secrets: &[String]) -> String {
+    for secret in secrets {
+        if text.contains(secret.as_str()) {
+            text = text.replace(secret.as_str(), "<redacted>");
         }
     }
-    error
+    text
+}
+
+/// Remove every secret from an error's message before anyone sees it.
+fn redact(error: Error, secrets: &[String]) -> Error {
+    if !secrets.iter().any(|s| error.message().contains(s.as_str())) {
+        return error;
+    }
+    let message = redact_text(error.message().to_owned(), secrets);
+    let redacted = Error::new(error.kind(), message);
+    match error.http_status() {
+        Some(status) => redacted.with_http_status(status),
+        None => redacted,
+    }
 }
 
 /// Set by another thread to stop a call: the call returns [`ErrorKind::Aborted`] within
@@ -391,6 +405,11 @@ impl Client {
         Ok(())
     }
 
+    /// Sets or (with `None`) removes the debugging log.
+    pub fn set_log(&self, log: Option<Logger>) {
+        self.update(false, |s| s.log = log);
+    }
+
     fn snapshot(&self) -> Result<(Arc<Settings>, Agent), Error> {
         let mut state = self.lock();
         let agent = match &state.agent {
@@ -436,10 +455,18 @@ impl Client {
         let _reset = Reset;
 
         let (settings, agent) = self.snapshot()?;
-        let secrets = settings.secrets();
+        let call = Call {
+            secrets: settings.secrets(),
+            settings: &settings,
+            agent: &agent,
+            started: Instant::now(),
+        };
         let _guard = CallGuard::enter(cancel.map(CancelToken::flag));
-        run_with_retries(&settings, &agent, request, cancel, on_event)
-            .map_err(|e| redact(e, &secrets))
+        let result = call.run(request, cancel, on_event);
+        if let Err(e) = &result {
+            call.log(|| format!("failed after {}: {e}", call.elapsed()));
+        }
+        result.map_err(|e| redact(e, &call.secrets))
     }
 
     /// Only the answer's text (choice 0), one piece at a time.
@@ -538,58 +565,193 @@ impl From<Error> for Failure {
     }
 }
 
-fn run_with_retries(
-    settings: &Settings,
-    agent: &Agent,
-    request: &ChatRequest,
-    cancel: Option<&CancelToken>,
-    on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
-) -> Result<(), Error> {
-    let started = Instant::now();
-    let deadline = settings.deadline.map(|d| started + d);
-    let mut url = format!("{}/chat/completions", settings.base_url);
-    let mut send_auth = true;
-    let mut redirects = 0;
-    let mut attempt = 0;
-    let mut resent_stale = false;
-    loop {
-        transport::take_opened();
-        let failure = match attempt_once(
-            settings, agent, &url, send_auth, request, deadline, on_event,
-        ) {
-            Ok(Attempt::Done) => return Ok(()),
-            Ok(Attempt::Redirect(location)) => {
-                redirects += 1;
-                if redirects > MAX_REDIRECTS {
-                    return Err(Error::protocol(format!(
-                        "more than {MAX_REDIRECTS} redirects, the last to {location}"
-                    )));
+/// What one chat call works with.
+struct Call<'a> {
+    settings: &'a Settings,
+    agent: &'a Agent,
+    secrets: Vec<String>,
+    started: Instant,
+}
+
+impl Call<'_> {
+    /// Hands a line to the log, if there is one; `message` is only built then.
+    fn log(&self, message: impl FnOnce() -> String) {
+        if let Some(log) = &self.settings.log {
+            log(&redact_text(message(), &self.secrets));
+        }
+    }
+
+    fn elapsed(&self) -> String {
+        format!("{:.1} ms", self.started.elapsed().as_secs_f64() * 1000.0)
+    }
+
+    fn run(
+        &self,
+        request: &ChatRequest,
+        cancel: Option<&CancelToken>,
+        on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        let settings = self.settings;
+        let deadline = settings.deadline.map(|d| self.started + d);
+        let mut url = format!("{}/chat/completions", settings.base_url);
+        let mut send_auth = true;
+        let mut redirects = 0;
+        let mut attempt = 0;
+        let mut resent_stale = false;
+        let mut events = 0u64;
+        let mut counting = |event: Event<'_>| {
+            if events == 0 {
+                self.log(|| format!("first event after {}", self.elapsed()));
+            }
+            events += 1;
+            on_event(event)
+        };
+        loop {
+            if cancel.is_some_and(CancelToken::is_cancelled) {
+                return Err(cancelled());
+            }
+            transport::take_opened();
+            self.log(|| format!("POST {url} (attempt {})", attempt + 1));
+            let failure = match self.attempt(&url, send_auth, request, deadline, &mut counting) {
+                Ok(Attempt::Done) => {
+                    self.log(|| format!("done after {}: {events} events", self.elapsed()));
+                    return Ok(());
                 }
-                let next = redirect_target(&url, &location)?;
-                // Credentials go only to the origin they were meant for (or its https form).
-                send_auth &= same_origin_or_upgrade(&url, &next);
-                url = next;
+                Ok(Attempt::Redirect(location)) => {
+                    redirects += 1;
+                    if redirects > MAX_REDIRECTS {
+                        return Err(Error::protocol(format!(
+                            "more than {MAX_REDIRECTS} redirects, the last to {location}"
+                        )));
+                    }
+                    let next = redirect_target(&url, &location)?;
+                    // Credentials go only to the origin they were meant for (or its https form).
+                    send_auth &= same_origin_or_upgrade(&url, &next);
+                    self.log(|| format!("redirected to {next} (credentials kept: {send_auth})"));
+                    url = next;
+                    continue;
+                }
+                Err(failure) => failure,
+            };
+            // A pooled connection the server closed meanwhile (llama.cpp closes after every
+            // stream) fails before any reply byte: send once more at once, as curl does.
+            if failure.stale && !resent_stale && !transport::take_opened() {
+                self.log(|| "the server had closed the pooled connection; sending again".into());
+                resent_stale = true;
                 continue;
             }
-            Err(failure) => failure,
+            if !failure.retryable || attempt >= settings.max_retries {
+                return Err(failure.error);
+            }
+            let delay = failure
+                .retry_after
+                .unwrap_or_else(|| backoff(settings.retry_delay, attempt));
+            if deadline.is_some_and(|d| Instant::now() + delay >= d) {
+                return Err(failure.error);
+            }
+            self.log(|| format!("retrying in {} ms: {}", delay.as_millis(), failure.error));
+            sleep_unless_cancelled(delay, cancel)?;
+            attempt += 1;
+        }
+    }
+
+    fn attempt(
+        &self,
+        url: &str,
+        send_auth: bool,
+        request: &ChatRequest,
+        deadline: Option<Instant>,
+        on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
+    ) -> Result<Attempt, Failure> {
+        let settings = self.settings;
+        let mut builder = self
+            .agent
+            .post(url)
+            .header("Content-Type", "application/json");
+        let is_authorization = |name: &str| name.eq_ignore_ascii_case("authorization");
+        let has_authorization = settings.headers.iter().any(|(n, _)| is_authorization(n));
+        for (name, value) in &settings.headers {
+            if send_auth || !is_authorization(name) {
+                builder = builder.header(name.as_str(), value.as_str());
+            }
+        }
+        if let (Some(key), false, true) = (&settings.api_key, has_authorization, send_auth) {
+            builder = builder.header("Authorization", format!("Bearer {key}"));
+        }
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::new(ErrorKind::Timeout, "the call's deadline passed").into());
+            }
+            builder = builder.config().timeout_global(Some(left)).build();
+        }
+        let response = builder.send(request.body()).map_err(|e| {
+            use std::io::ErrorKind as Io;
+            let stale = matches!(&e, ureq::Error::Io(io) if matches!(io.kind(),
+            Io::UnexpectedEof | Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe));
+            let error = map_ureq_error(e, &format!("requesting {url}"));
+            Failure {
+                retryable: error.kind() == ErrorKind::Connect,
+                error,
+                retry_after: None,
+                stale,
+            }
+        })?;
+
+        let status = response.status().as_u16();
+        self.log(|| format!("HTTP {status} after {}", self.elapsed()));
+        let headers = response.headers();
+        let location = headers.get("location").and_then(|v| v.to_str().ok());
+        if let (307 | 308, Some(location)) = (status, location) {
+            return Ok(Attempt::Redirect(location.to_owned()));
+        }
+        if !(200..300).contains(&status) {
+            // 301, 302 and 303 would turn the POST into a GET without the conversation.
+            let moved = match location {
+                Some(to) if response.status().is_redirection() => {
+                    format!(
+                        " (redirect to {to} not followed: point the base URL at the new address)"
+                    )
+                }
+                _ => String::new(),
+            };
+            let retry_after = retry_after(headers);
+            let reason = response.status().canonical_reason().unwrap_or("");
+            let mut body = Vec::new();
+            let _ = response
+                .into_body()
+                .into_reader()
+                .take(ERROR_BODY_LIMIT)
+                .read_to_end(&mut body);
+            let detail = if body.iter().all(u8::is_ascii_whitespace) {
+                "no message".to_owned()
+            } else {
+                chunk::error_text_from_body(&body)
+            };
+            return Err(Failure {
+                error: Error::new(
+                    ErrorKind::HttpStatus,
+                    format!("HTTP {status} {reason}: {detail}{moved}"),
+                )
+                .with_http_status(status),
+                retryable: matches!(status, 408 | 429) || status >= 500,
+                retry_after,
+                stale: false,
+            });
+        }
+        let is_json = headers
+            .get("content-type")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
+        let reader = response.into_body().into_reader();
+        let result = if is_json {
+            read_whole_reply(reader, settings.max_event_bytes, on_event)
+        } else {
+            read_stream(reader, settings.max_event_bytes, on_event)
         };
-        // A pooled connection the server closed meanwhile (llama.cpp closes after every
-        // stream) fails before any reply byte: send once more at once, as curl does.
-        if failure.stale && !resent_stale && !transport::take_opened() {
-            resent_stale = true;
-            continue;
-        }
-        if !failure.retryable || attempt >= settings.max_retries {
-            return Err(failure.error);
-        }
-        let delay = failure
-            .retry_after
-            .unwrap_or_else(|| backoff(settings.retry_delay, attempt));
-        if deadline.is_some_and(|d| Instant::now() + delay >= d) {
-            return Err(failure.error);
-        }
-        sleep_unless_cancelled(delay, cancel)?;
-        attempt += 1;
+        result
+            .map(|()| Attempt::Done)
+            .map_err(|e| Failure::from(e.with_http_status(status)))
     }
 }
 
@@ -666,7 +828,7 @@ fn sleep_unless_cancelled(delay: Duration, cancel: Option<&CancelToken>) -> Resu
     let until = Instant::now() + delay;
     loop {
         if cancel.is_some_and(CancelToken::is_cancelled) {
-            return Err(Error::new(ErrorKind::Aborted, "the call was cancelled"));
+            return Err(cancelled());
         }
         let now = Instant::now();
         if now >= until {
@@ -674,99 +836,6 @@ fn sleep_unless_cancelled(delay: Duration, cancel: Option<&CancelToken>) -> Resu
         }
         std::thread::sleep((until - now).min(transport::CANCEL_POLL));
     }
-}
-
-fn attempt_once(
-    settings: &Settings,
-    agent: &Agent,
-    url: &str,
-    send_auth: bool,
-    request: &ChatRequest,
-    deadline: Option<Instant>,
-    on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
-) -> Result<Attempt, Failure> {
-    let mut builder = agent.post(url).header("Content-Type", "application/json");
-    let is_authorization = |name: &str| name.eq_ignore_ascii_case("authorization");
-    let has_authorization = settings.headers.iter().any(|(n, _)| is_authorization(n));
-    for (name, value) in &settings.headers {
-        if send_auth || !is_authorization(name) {
-            builder = builder.header(name.as_str(), value.as_str());
-        }
-    }
-    if let (Some(key), false, true) = (&settings.api_key, has_authorization, send_auth) {
-        builder = builder.header("Authorization", format!("Bearer {key}"));
-    }
-    if let Some(deadline) = deadline {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            return Err(Error::new(ErrorKind::Timeout, "the call's deadline passed").into());
-        }
-        builder = builder.config().timeout_global(Some(left)).build();
-    }
-    let response = builder.send(request.body()).map_err(|e| {
-        use std::io::ErrorKind as Io;
-        let stale = matches!(&e, ureq::Error::Io(io) if matches!(io.kind(),
-            Io::UnexpectedEof | Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe));
-        let error = map_ureq_error(e, &format!("requesting {url}"));
-        Failure {
-            retryable: error.kind() == ErrorKind::Connect,
-            error,
-            retry_after: None,
-            stale,
-        }
-    })?;
-
-    let status = response.status().as_u16();
-    let headers = response.headers();
-    let location = headers.get("location").and_then(|v| v.to_str().ok());
-    if let (307 | 308, Some(location)) = (status, location) {
-        return Ok(Attempt::Redirect(location.to_owned()));
-    }
-    if !(200..300).contains(&status) {
-        // 301, 302 and 303 would turn the POST into a GET without the conversation.
-        let moved = match location {
-            Some(to) if response.status().is_redirection() => {
-                format!(" (redirect to {to} not followed: point the base URL at the new address)")
-            }
-            _ => String::new(),
-        };
-        let retry_after = retry_after(headers);
-        let reason = response.status().canonical_reason().unwrap_or("");
-        let mut body = Vec::new();
-        let _ = response
-            .into_body()
-            .into_reader()
-            .take(ERROR_BODY_LIMIT)
-            .read_to_end(&mut body);
-        let detail = if body.iter().all(u8::is_ascii_whitespace) {
-            "no message".to_owned()
-        } else {
-            chunk::error_text_from_body(&body)
-        };
-        return Err(Failure {
-            error: Error::new(
-                ErrorKind::HttpStatus,
-                format!("HTTP {status} {reason}: {detail}{moved}"),
-            )
-            .with_http_status(status),
-            retryable: matches!(status, 408 | 429) || status >= 500,
-            retry_after,
-            stale: false,
-        });
-    }
-    let is_json = headers
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
-    let reader = response.into_body().into_reader();
-    let result = if is_json {
-        read_whole_reply(reader, settings.max_event_bytes, on_event)
-    } else {
-        read_stream(reader, settings.max_event_bytes, on_event)
-    };
-    result
-        .map(|()| Attempt::Done)
-        .map_err(|e| Failure::from(e.with_http_status(status)))
 }
 
 /// Parses `Retry-After` (seconds or an HTTP date) or OpenAI's `retry-after-ms`, when the wait
@@ -852,6 +921,10 @@ fn read_whole_reply(
         ControlFlow::Continue(()) => Ok(()),
         ControlFlow::Break(()) => Err(aborted()),
     }
+}
+
+fn cancelled() -> Error {
+    Error::new(ErrorKind::Aborted, "the call was cancelled")
 }
 
 fn aborted() -> Error {
@@ -958,9 +1031,7 @@ fn map_ureq_error(e: ureq::Error, doing: &str) -> Error {
         U::Protocol(_) | U::BodyExceedsLimit(_) | U::TooManyRedirects | U::RedirectFailed => {
             ErrorKind::Protocol
         }
-        U::Other(inner) if inner.is::<transport::Cancelled>() => {
-            return Error::new(ErrorKind::Aborted, "the call was cancelled");
-        }
+        U::Other(inner) if inner.is::<transport::Cancelled>() => return cancelled(),
         U::Io(io) => match io.kind() {
             Io::ConnectionRefused
             | Io::HostUnreachable

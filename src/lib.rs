@@ -24,7 +24,7 @@ mod transport;
 
 pub use chunk::{Event, Usage};
 pub use client::{
-    CancelToken, Client, Settings, Trust, DEFAULT_BASE_URL, DEFAULT_MAX_EVENT_BYTES,
+    CancelToken, Client, Logger, Settings, Trust, DEFAULT_BASE_URL, DEFAULT_MAX_EVENT_BYTES,
     DEFAULT_MAX_RETRIES, DEFAULT_RETRY_DELAY, DEFAULT_TIMEOUT, PROVIDER_URL,
 };
 pub use conversation::Conversation;

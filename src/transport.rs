@@ -7,8 +7,10 @@
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::io::Read;
+use std::io::{self, Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -16,7 +18,8 @@ use ureq::config::Config;
 use ureq::http::Uri;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{
-    time, Buffers, ConnectionDetails, Connector, DefaultConnector, NextTimeout, Transport,
+    time, Buffers, ConnectProxyConnector, ConnectionDetails, Connector, Either, LazyBuffers,
+    NextTimeout, RustlsConnector, SocksConnector, TcpConnector, Transport,
 };
 use ureq::{Agent, Error};
 
@@ -90,10 +93,137 @@ pub fn drain(reader: &mut impl Read, buf: &mut [u8]) {
     DRAIN_UNTIL.set(None);
 }
 
-/// An agent whose connections go through [`CallTransport`].
+/// An agent whose connections go through [`CallTransport`]. The chain is ureq's default
+/// one (SOCKS, CONNECT proxy, TCP, rustls) with the TCP step made cancellable.
 pub fn agent(config: Config) -> Agent {
-    let connector = DefaultConnector::new().chain(CallConnector);
+    let connector =
+        ().chain(SocksConnector::default())
+            .chain(ConnectProxyConnector::default())
+            .chain(CancellableTcp::default())
+            .chain(RustlsConnector::default())
+            .chain(CallConnector);
     Agent::with_parts(config, connector, HostResolver::default())
+}
+
+/// ureq's TCP connector, except that a call with a cancel token connects on a helper
+/// thread, so that it can return as soon as the token is triggered instead of waiting out
+/// the connect timeout. The helper thread ends by itself within that timeout.
+#[derive(Debug, Default)]
+struct CancellableTcp(TcpConnector);
+
+impl<In: Transport> Connector<In> for CancellableTcp {
+    type Out = Either<Either<In, StreamTransport>, <TcpConnector as Connector<In>>::Out>;
+
+    fn connect(
+        &self,
+        details: &ConnectionDetails,
+        chained: Option<In>,
+    ) -> Result<Option<Self::Out>, Error> {
+        let flag = CANCEL.with(|c| c.borrow().clone());
+        let (Some(flag), None) = (flag, &chained) else {
+            return Ok(self.0.connect(details, chained)?.map(Either::B));
+        };
+        let addrs: Vec<SocketAddr> = details.addrs.iter().copied().collect();
+        let budget = details.timeout.not_zero().map(|d| *d);
+        let (sender, receiver) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("ylokh-connect".into())
+            .spawn(move || {
+                let mut result = Err(io::Error::new(io::ErrorKind::NotFound, "no address"));
+                for addr in addrs {
+                    result = match budget {
+                        Some(budget) => TcpStream::connect_timeout(&addr, budget),
+                        None => TcpStream::connect(addr),
+                    };
+                    if result.is_ok() {
+                        break;
+                    }
+                }
+                // The call may have been cancelled and gone: then the stream is just closed.
+                let _ = sender.send(result);
+            })
+            .map_err(Error::Io)?;
+        let stream = loop {
+            if flag.load(Ordering::Relaxed) {
+                return Err(Error::Other(Box::new(Cancelled)));
+            }
+            match receiver.recv_timeout(CANCEL_POLL) {
+                Ok(Ok(stream)) => break stream,
+                Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut => {
+                    return Err(Error::Timeout(ureq::Timeout::Connect))
+                }
+                Ok(Err(e)) => return Err(Error::Io(e)),
+                Err(mpsc::RecvTimeoutError::Timeout) => continue,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(Error::ConnectionFailed),
+            }
+        };
+        let config = details.config;
+        if config.no_delay() {
+            stream.set_nodelay(true)?;
+        }
+        let buffers = LazyBuffers::new(config.input_buffer_size(), config.output_buffer_size());
+        Ok(Some(Either::A(Either::B(StreamTransport {
+            stream,
+            buffers,
+        }))))
+    }
+}
+
+/// A plain TCP transport for connections made by [`CancellableTcp`] (ureq's own TCP
+/// transport cannot be built from outside ureq).
+#[derive(Debug)]
+struct StreamTransport {
+    stream: TcpStream,
+    buffers: LazyBuffers,
+}
+
+/// Maps an I/O result to ureq's error, with timeouts given their phase.
+fn io_result<T>(result: io::Result<T>, reason: ureq::Timeout) -> Result<T, Error> {
+    result.map_err(|e| match e.kind() {
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Error::Timeout(reason),
+        _ => Error::Io(e),
+    })
+}
+
+impl Transport for StreamTransport {
+    fn buffers(&mut self) -> &mut dyn Buffers {
+        &mut self.buffers
+    }
+
+    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), Error> {
+        let timeout = timeout.for_write();
+        let limit = timeout.not_zero().map(|d| *d);
+        io_result(self.stream.set_write_timeout(limit), timeout.reason)?;
+        let output = &self.buffers.output()[..amount];
+        io_result((&self.stream).write_all(output), timeout.reason)
+    }
+
+    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
+        let timeout = timeout.for_read();
+        let limit = timeout.not_zero().map(|d| *d);
+        io_result(self.stream.set_read_timeout(limit), timeout.reason)?;
+        let input = self.buffers.input_append_buf();
+        let amount = loop {
+            match (&self.stream).read(input) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                other => break io_result(other, timeout.reason)?,
+            }
+        };
+        self.buffers.input_appended(amount);
+        Ok(amount > 0)
+    }
+
+    fn is_open(&mut self) -> bool {
+        // Open when a non-blocking peek finds nothing to read yet: an idle pooled
+        // connection that reads EOF (or stray bytes) must not be reused.
+        let mut byte = [0u8; 1];
+        if self.stream.set_nonblocking(true).is_err() {
+            return false;
+        }
+        let open =
+            matches!(self.stream.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
+        self.stream.set_nonblocking(false).is_ok() && open
+    }
 }
 
 /// ureq's resolver, with lookup failures reported as `HostNotFound` (the system's I/O
@@ -118,18 +248,20 @@ impl Resolver for HostResolver {
 #[derive(Debug)]
 struct CallConnector;
 
-impl Connector<Box<dyn Transport>> for CallConnector {
+impl<In: Transport> Connector<In> for CallConnector {
     type Out = CallTransport;
 
     fn connect(
         &self,
         _: &ConnectionDetails,
-        chained: Option<Box<dyn Transport>>,
+        chained: Option<In>,
     ) -> Result<Option<Self::Out>, Error> {
         if chained.is_some() {
             OPENED.set(true);
         }
-        Ok(chained.map(|inner| CallTransport { inner }))
+        Ok(chained.map(|inner| CallTransport {
+            inner: Box::new(inner),
+        }))
     }
 }
 

@@ -748,3 +748,70 @@ fn a_panic_inside_the_library_comes_back_as_internal_and_the_process_lives() {
     let server = Server::always(ok_stream());
     CClient::new(&server.base_url()).chat(None).ok();
 }
+
+extern "C" fn collect_log(userdata: *mut c_void, message: *const c_char, len: usize) {
+    // SAFETY: userdata is the Mutex<Vec<String>> of the test below; message has len bytes.
+    unsafe {
+        let lines = &*(userdata as *const std::sync::Mutex<Vec<String>>);
+        let bytes = std::slice::from_raw_parts(message.cast::<u8>(), len);
+        lines
+            .lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(bytes).into_owned());
+    }
+}
+
+#[test]
+fn the_log_tells_each_step_and_never_a_secret() {
+    let key = "sk-log-secret-42";
+    let server = Server::sequence(vec![
+        Script::json(
+            503,
+            &error_json(&format!("busy, key {key}"), "server_error"),
+        ),
+        ok_stream(),
+        ok_stream(),
+    ]);
+    let client = CClient::new(&server.base_url());
+    assert_eq!(client.set_api_key(key), YLOKH_OK);
+    let lines = std::sync::Mutex::new(Vec::<String>::new());
+    // SAFETY: live client; `lines` outlives every call made before the log is removed.
+    unsafe {
+        let ud = (&lines as *const std::sync::Mutex<Vec<String>>)
+            .cast_mut()
+            .cast();
+        assert_eq!(
+            ylokh_client_set_log(client.0, Some(collect_log), ud),
+            YLOKH_OK
+        );
+    }
+    client.chat(None).ok();
+    // SAFETY: live client.
+    assert_eq!(
+        unsafe { ylokh_client_set_log(client.0, None, ptr::null_mut()) },
+        YLOKH_OK
+    );
+    client.chat(None).ok();
+
+    let lines = lines.into_inner().unwrap();
+    let log = lines.join("\n");
+    let url = format!("{}/chat/completions", server.base_url());
+    for expected in [
+        format!("POST {url} (attempt 1)"),
+        "HTTP 503 after".to_owned(),
+        "retrying in".to_owned(),
+        format!("POST {url} (attempt 2)"),
+        "HTTP 200 after".to_owned(),
+        "first event after".to_owned(),
+        "done after".to_owned(),
+    ] {
+        assert!(log.contains(&expected), "log lacks {expected:?}:\n{log}");
+    }
+    assert!(log.contains("<redacted>"), "{log}");
+    assert!(!log.contains(key), "{log}");
+    assert_eq!(
+        lines.iter().filter(|l| l.starts_with("POST")).count(),
+        2,
+        "nothing logged once removed"
+    );
+}

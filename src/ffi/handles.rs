@@ -1,10 +1,11 @@
 //! Handles: client, conversation, cancel token, and strings handed out by the library.
 
-use std::ffi::{c_char, c_int};
+use std::ffi::{c_char, c_int, c_void, CString};
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{guard, guard_value, handle, opt_str, req_str, ylokh_status};
-use crate::client::{CancelToken, Client, Trust};
+use crate::client::{CancelToken, Client, Logger, Trust};
 use crate::conversation::Conversation;
 use crate::error::Error;
 
@@ -301,6 +302,60 @@ pub unsafe extern "C" fn ylokh_client_use_system_roots(
     };
     // SAFETY: forwarded from the caller.
     unsafe { with_client(client, |c| c.set_trust(trust)) }
+}
+
+/// Receives one line of the debugging log: `message` is `len` bytes of UTF-8 followed by a
+/// NUL, borrowed for the call. Lines say what a call does: the request line, the HTTP
+/// status and when it came, the first event, retries and why, redirects, the end. API keys
+/// and proxy passwords are replaced by `<redacted>`. Called on the thread running the chat.
+pub type ylokh_log_cb =
+    Option<unsafe extern "C" fn(userdata: *mut c_void, message: *const c_char, len: usize)>;
+
+/// The C log callback with its userdata, kept by the client.
+struct CLogger {
+    callback: unsafe extern "C" fn(*mut c_void, *const c_char, usize),
+    userdata: *mut c_void,
+}
+
+// SAFETY: the caller of ylokh_client_set_log promises that the callback may be called with
+// this userdata from any thread that chats on the client.
+unsafe impl Send for CLogger {}
+unsafe impl Sync for CLogger {}
+
+impl CLogger {
+    fn emit(&self, line: &str) {
+        // Log lines come from the library's own messages; a NUL would end the C string early.
+        let text = CString::new(line.replace('\0', "\\0")).unwrap_or_default();
+        // SAFETY: promised by the caller of ylokh_client_set_log; the string lives until the
+        // callback returns.
+        unsafe { (self.callback)(self.userdata, text.as_ptr(), text.as_bytes().len()) }
+    }
+}
+
+/// Sets (or with a NULL `on_log` removes) the debugging log of a client. Unlike a chat's
+/// userdata, this `userdata` is kept by the client: it must stay valid, and the callback
+/// safe to call from any thread that chats on the client, until the log is replaced or the
+/// client freed (from Go, pass C-allocated memory, not a Go pointer). Since 0.1.0.
+///
+/// # Safety
+/// `client` is NULL or live; `on_log` is NULL or safe to call with `userdata` as above.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_client_set_log(
+    client: *mut ylokh_client,
+    on_log: ylokh_log_cb,
+    userdata: *mut c_void,
+) -> ylokh_status {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        with_client(client, |c| {
+            let logger = on_log.map(|callback| {
+                let sink = CLogger { callback, userdata };
+                Arc::new(move |line: &str| sink.emit(line)) as Logger
+            });
+            c.set_log(logger);
+            Ok(())
+        })
+    }
 }
 
 /// Message history: an ordered list of messages. Opaque.
