@@ -173,15 +173,20 @@ enum Link {
     Shared,
     /// `libylokh.a` and the system libraries Rust's std needs.
     Static,
+    /// Like `Shared`, with the program built under AddressSanitizer and
+    /// UndefinedBehaviorSanitizer (the Rust library is not instrumented, but its heap
+    /// goes through the sanitizer's malloc, so leaks and misuse of what it hands out show).
+    Sanitized,
 }
 
 /// Compiles a C program once per test run and returns its path. A compiler error fails
 /// the test with the compiler's output.
 fn program(name: &str) -> PathBuf {
     let (source, link) = match name {
-        "test_basic" | "test_events" | "test_threads" => {
+        "test_basic" | "test_events" | "test_threads" | "test_soak" => {
             (format!("tests/c/{name}.c"), Link::Shared)
         }
+        "test_soak_sanitized" => ("tests/c/test_soak.c".to_owned(), Link::Sanitized),
         "test_basic_static" => ("tests/c/test_basic.c".to_owned(), Link::Static),
         "chat" | "multiturn" | "cancel" => (format!("examples-c/{name}.c"), Link::Shared),
         _ => panic!("unknown C program {name}"),
@@ -220,8 +225,16 @@ fn compile(name: &str, source: &str, link: Link) -> Result<PathBuf, String> {
         .arg(root.join(source))
         .arg("-o")
         .arg(&tmp);
+    if link == Link::Sanitized {
+        cmd.args([
+            "-fsanitize=address,undefined",
+            "-fno-sanitize-recover=all",
+            "-fno-omit-frame-pointer",
+            "-g",
+        ]);
+    }
     match link {
-        Link::Shared => {
+        Link::Shared | Link::Sanitized => {
             cmd.arg(format!("-L{}", lib.display()))
                 .arg("-lylokh")
                 .arg("-lpthread")
@@ -1550,4 +1563,94 @@ fn valgrind_finds_no_memory_errors() {
         let out = run_bounded(cmd, None, RUN_LIMIT);
         assert_eq!(out.code(), Some(0), "{}", out.show());
     }
+}
+
+/// What the soak server does for "scenario:K" (see tests/c/test_soak.c).
+fn soak_server() -> Server {
+    Server::start(|req| {
+        let messages = req.json()["messages"].to_string();
+        let scenario = messages
+            .split("scenario:")
+            .nth(1)
+            .and_then(|rest| rest.chars().next())
+            .and_then(|c| c.to_digit(10))
+            .unwrap_or(0);
+        match scenario {
+            0 | 4 => stream_of(&["Hello,", " world", "!"]).with_keep_alive(true),
+            1 => Script::json(500, &error_json("overloaded", "server_error")).with_keep_alive(true),
+            2 => Script::sse(
+                format!(
+                    "{}{}",
+                    chunk_event("partial"),
+                    error_event("the model broke")
+                )
+                .as_bytes(),
+                Framing::ChunkedEvery(64),
+            ),
+            3 => Script::stall(),
+            _ => Script::json(200, &completion_json("Whole reply.")).with_keep_alive(true),
+        }
+    })
+}
+
+fn soak_calls() -> String {
+    std::env::var("YLOKH_SOAK_CALLS").unwrap_or_else(|_| "1000".into())
+}
+
+#[test]
+fn thousand_mixed_calls_under_valgrind_leak_nothing_and_misuse_nothing() {
+    let installed = Command::new("valgrind")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status();
+    assert!(
+        installed.is_ok(),
+        "valgrind is not installed (apt-get install valgrind)"
+    );
+    let exe = program("test_soak");
+    let server = soak_server();
+    let calls = soak_calls();
+    let mut cmd = Command::new("valgrind");
+    cmd.args([
+        "-q",
+        "--error-exitcode=99",
+        "--leak-check=full",
+        "--errors-for-leak-kinds=definite",
+        "--show-leak-kinds=definite",
+    ])
+    .arg(&exe)
+    .args(["soak", &server.base_url(), &calls])
+    .stdin(Stdio::null());
+    clean_env(&mut cmd);
+    let out = run_bounded(cmd, None, Duration::from_secs(600));
+    assert_eq!(out.code(), Some(0), "{}", out.show());
+    assert!(
+        out.stdout.contains(&format!("CALLS {calls}")),
+        "{}",
+        out.show()
+    );
+    assert!(!out.stderr.contains("definitely lost"), "{}", out.show());
+}
+
+#[test]
+fn thousand_mixed_calls_under_address_and_undefined_sanitizers() {
+    let exe = program("test_soak_sanitized");
+    let server = soak_server();
+    let calls = soak_calls();
+    let mut cmd = Command::new(&exe);
+    cmd.args(["soak", &server.base_url(), &calls])
+        .stdin(Stdio::null());
+    clean_env(&mut cmd);
+    cmd.env(
+        "ASAN_OPTIONS",
+        "detect_leaks=1:abort_on_error=0:exitcode=98",
+    )
+    .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
+    let out = run_bounded(cmd, None, Duration::from_secs(300));
+    assert_eq!(out.code(), Some(0), "{}", out.show());
+    assert!(
+        out.stdout.contains(&format!("CALLS {calls}")),
+        "{}",
+        out.show()
+    );
 }
