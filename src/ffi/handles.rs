@@ -334,8 +334,9 @@ impl CLogger {
 
 /// Sets (or with a NULL `on_log` removes) the debugging log of a client. Unlike a chat's
 /// userdata, this `userdata` is kept by the client: it must stay valid, and the callback
-/// safe to call from any thread that chats on the client, until the log is replaced or the
-/// client freed (from Go, pass C-allocated memory, not a Go pointer). Since 0.1.0.
+/// safe to call from any thread that chats on the client, until the client is freed (chats
+/// already running when the log is replaced keep using the old one until they return). From
+/// Go, pass C-allocated memory, not a Go pointer. Since 0.1.0.
 ///
 /// # Safety
 /// `client` is NULL or live; `on_log` is NULL or safe to call with `userdata` as above.

@@ -1,0 +1,3 @@
+module ylokh
+
+go 1.19

@@ -1,0 +1,2 @@
+/* The installed ylokh.h, found through pkg-config's Cflags (-I${includedir}). */
+#include <ylokh.h>
