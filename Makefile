@@ -13,6 +13,7 @@ help:
 	@echo "make test      every test: Rust, C, end-to-end against a local model"
 	@echo "make examples  build examples-c/ into $(BUILD)/"
 	@echo "make header    regenerate include/ylokh.h"
+	@echo "make install   install into PREFIX (default /usr/local); make uninstall removes it"
 
 lib:
 	$(CARGO) build --release
