@@ -3,6 +3,12 @@
 //!
 //! Only the fields needed are parsed, and strings without escapes are borrowed from the
 //! input, so the common content chunk costs no allocation.
+//!
+//! Two parsers: [`fast`], a single pass over the bytes for the chunks that make up nearly
+//! every stream (one choice with content, reasoning, tool-call pieces or a finish reason),
+//! and serde for everything else. The fast path accepts only input that it is sure serde
+//! accepts too and reports exactly what serde's path would; on anything else (usage,
+//! errors, several choices, odd JSON) it steps aside before reporting any event.
 
 use std::borrow::Cow;
 use std::fmt;
@@ -185,6 +191,17 @@ pub fn parse<B, F>(data: &[u8], on_event: &mut F) -> Result<ControlFlow<B>, Erro
 where
     F: FnMut(Event<'_>) -> ControlFlow<B> + ?Sized,
 {
+    match fast::parse(data, on_event) {
+        Some(flow) => Ok(flow),
+        None => parse_with_serde(data, on_event),
+    }
+}
+
+/// The general parser, for every shape the fast path leaves alone.
+fn parse_with_serde<B, F>(data: &[u8], on_event: &mut F) -> Result<ControlFlow<B>, Error>
+where
+    F: FnMut(Event<'_>) -> ControlFlow<B> + ?Sized,
+{
     let chunk: Chunk = serde_json::from_slice(data).map_err(|e| {
         Error::protocol(format!(
             "the server sent invalid JSON ({e}): {}",
@@ -268,6 +285,8 @@ where
     ControlFlow::Continue(())
 }
 
+mod fast;
+
 /// The message of an error object in any of the shapes servers use.
 pub fn api_error(error: &Value) -> Error {
     Error::new(
@@ -322,6 +341,368 @@ pub fn snippet(data: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    type Outcome = Result<Vec<String>, ErrorKind>;
+
+    fn collect(f: impl FnOnce(&mut dyn FnMut(Event<'_>) -> ControlFlow<()>)) -> Vec<String> {
+        let mut out = Vec::new();
+        f(&mut |e| {
+            out.push(format!("{e:?}"));
+            ControlFlow::Continue(())
+        });
+        out
+    }
+
+    fn by_serde(data: &[u8]) -> Outcome {
+        let mut err = None;
+        let out = collect(|cb| {
+            if let Err(e) = parse_with_serde(data, cb) {
+                err = Some(e.kind());
+            }
+        });
+        err.map_or(Ok(out), Err)
+    }
+
+    fn by_fast(data: &[u8]) -> Option<Vec<String>> {
+        let mut handled = false;
+        let out = collect(|cb| handled = fast::parse(data, cb).is_some());
+        handled.then_some(out)
+    }
+
+    fn by_parse(data: &[u8]) -> Outcome {
+        let mut err = None;
+        let out = collect(|cb| {
+            if let Err(e) = parse(data, cb) {
+                err = Some(e.kind());
+            }
+        });
+        err.map_or(Ok(out), Err)
+    }
+
+    /// The fast path either steps aside or agrees with serde exactly.
+    fn check(data: &[u8]) -> Result<(), TestCaseError> {
+        let serde = by_serde(data);
+        if let Some(fast) = by_fast(data) {
+            prop_assert_eq!(
+                Ok(fast),
+                serde.clone(),
+                "fast path disagrees on {:?}",
+                String::from_utf8_lossy(data)
+            );
+        }
+        prop_assert_eq!(by_parse(data), serde);
+        Ok(())
+    }
+
+    const REAL: &str = r#"{"id":"chatcmpl-B9MBs8","object":"chat.completion.chunk","created":1741570283,"model":"gpt-4o-mini","system_fingerprint":"fp_f9f4fb6dbf","choices":[{"index":0,"delta":{"content":"Hel"},"logprobs":null,"finish_reason":null}]}"#;
+
+    #[test]
+    fn fast_path_takes_the_usual_chunks() {
+        let usual = [
+            REAL,
+            r#"{"id":"x","choices":[{"index":0,"delta":{"role":"assistant","content":"","refusal":null},"logprobs":null,"finish_reason":null}]}"#,
+            r#"{"id":"x","choices":[{"index":0,"delta":{},"logprobs":null,"finish_reason":"stop"}],"usage":null}"#,
+            r#"{"choices":[{"delta":{"content":"a\n\"b\" \u00e9 \ud83d\ude00"}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"reasoning_content":"hmm","content":null}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"get","arguments":"{\"a\""}}]}}]}"#,
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"function":{"arguments":"1}"}},{"index":3}]}}]}"#,
+            r#" { "choices" : [ { "index" : 7 , "message" : { "content" : "Hi" } , "finish_reason" : "length" } ] , "timings" : {"a":[1,-2.5e3,true,false,null,{}]} } "#,
+            r#"{"choices":[],"object":"chat.completion.chunk"}"#,
+            r#"{"choices":null}"#,
+        ];
+        for data in usual {
+            assert!(by_fast(data.as_bytes()).is_some(), "{data}");
+            check(data.as_bytes()).unwrap();
+        }
+    }
+
+    #[test]
+    fn fast_path_steps_aside_for_the_rest() {
+        let rare = [
+            r#"{"choices":[{"delta":{"content":"a"}},{"index":1,"delta":{"content":"b"}}]}"#,
+            r#"{"choices":[],"usage":{"prompt_tokens":1,"completion_tokens":2,"total_tokens":3}}"#,
+            r#"{"error":{"message":"boom"}}"#,
+            r#"{"object":"error","message":"bad"}"#,
+            r#"{"choices":[{"delta":{"content":"a","content":"b"}}]}"#,
+            r#"{"choices":[{"index":-1,"delta":{"content":"a"}}]}"#,
+            r#"{"choices":[{"index":1.0,"delta":{"content":"a"}}]}"#,
+            r#"{"choices":[{"delta":{"content":"\ud800"}}]}"#,
+            r#"{"choices":[{"delta":{"content":1}}]}"#,
+            r#"{"choices":[{"delta":{"content":"a"}}]} x"#,
+            r#"{"choices":[{"delta":{"cont\u0065nt":"a"}}]}"#,
+            "{\"choices\":[{\"delta\":{\"content\":\"a\tb\"}}]}",
+            r#"{"choices":[{"delta":{"content":"a"}}],}"#,
+            r#"{"x":01,"choices":[]}"#,
+            r#"[]"#,
+            r#""#,
+        ];
+        for data in rare {
+            assert!(by_fast(data.as_bytes()).is_none(), "{data}");
+            check(data.as_bytes()).unwrap();
+        }
+        // Invalid UTF-8 anywhere: serde decides.
+        let mut bad = REAL.as_bytes().to_vec();
+        bad[10] = 0xFF;
+        assert!(by_fast(&bad).is_none());
+        check(&bad).unwrap();
+    }
+
+    #[test]
+    fn resumed_chunks_parse_like_fresh_ones() {
+        // The same prefix, then every kind of ending: each must come out as if parsed
+        // alone, whatever was parsed before it on this thread.
+        let prefix = &REAL[..REAL.find("\"Hel\"").unwrap()];
+        let endings = [
+            r#""Hel"},"logprobs":null,"finish_reason":null}]}"#,
+            r#""a\nb"},"logprobs":null,"finish_reason":null}]}"#,
+            r#"null,"reasoning":"r"},"finish_reason":"stop"}],"usage":null}"#,
+            r#""x","tool_calls":[{"index":1,"function":{"arguments":"{}"}}]}}]}"#,
+            r#""x"}},{"index":1,"delta":{"content":"y"}}]}"#,
+            r#""x"}}],"usage":{"prompt_tokens":1}}"#,
+            r#""x","content":"y"}}]}"#,
+            r#""x"}}]"#,
+            r#"1}}]}"#,
+            "\"\u{FFFF}\u{10FFFF}\"}}]}",
+            r#""x"}, "index": 2}]}"#,
+            r#""x"}, "index": 2, "index": 3}]}"#,
+            r#""x"}, "delta": {}}]}"#,
+            r#""x"}}], "choices": []}"#,
+        ];
+        for first in endings {
+            for second in endings {
+                for data in [format!("{prefix}{first}"), format!("{prefix}{second}")] {
+                    check(data.as_bytes()).unwrap();
+                }
+            }
+        }
+        check(format!("{prefix}\"ok\"}}}}]}}").as_bytes()).unwrap();
+        let mut invalid = prefix.as_bytes().to_vec();
+        invalid.extend_from_slice(b"\"a\xC3\"}}]}");
+        check(&invalid).unwrap();
+    }
+
+    #[test]
+    fn a_suffix_is_learnt_only_for_its_own_prefix() {
+        check(REAL.as_bytes()).unwrap();
+        check(REAL.as_bytes()).unwrap();
+        // A prefix too long to keep, whose chunk ends with an `index` after the delta...
+        let long = format!(
+            r#"{{"id":"{}","choices":[{{"delta":{{"content":"a"}},"index":5}}]}}"#,
+            "x".repeat(2000)
+        );
+        check(long.as_bytes()).unwrap();
+        // ...must not teach that ending to the kept prefix, where `index` came first.
+        let prefix = &REAL[..REAL.find("\"Hel\"").unwrap()];
+        let dup = format!(r#"{prefix}"b"}},"index":5}}]}}"#);
+        assert_eq!(by_parse(dup.as_bytes()), Err(ErrorKind::Protocol));
+        check(dup.as_bytes()).unwrap();
+    }
+
+    /// A JSON value of a few levels, as text with random spacing.
+    fn json_value() -> impl Strategy<Value = String> {
+        let leaf = prop_oneof![
+            Just("null".to_owned()),
+            Just("true".to_owned()),
+            Just("false".to_owned()),
+            any::<i32>().prop_map(|n| n.to_string()),
+            Just("-0.5e-3".to_owned()),
+            json_string(),
+        ];
+        leaf.prop_recursive(3, 12, 4, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..3)
+                    .prop_map(|v| format!("[{}]", v.join(","))),
+                proptest::collection::vec((json_string(), inner), 0..3).prop_map(|v| {
+                    let members: Vec<String> =
+                        v.into_iter().map(|(k, v)| format!("{k}:{v}")).collect();
+                    format!("{{{}}}", members.join(" , "))
+                }),
+            ]
+        })
+    }
+
+    /// A JSON string literal with the characters that matter: escapes, non-ASCII, quotes.
+    fn json_string() -> impl Strategy<Value = String> {
+        proptest::collection::vec(
+            prop_oneof![
+                4 => proptest::char::range('a', 'e').prop_map(|c| c.to_string()),
+                1 => Just("é".to_owned()),
+                1 => Just("日本".to_owned()),
+                1 => Just("\u{1F600}".to_owned()),
+                1 => Just("\\n".to_owned()),
+                1 => Just("\\\"".to_owned()),
+                1 => Just("\\u00e9".to_owned()),
+                1 => Just("\\ud83d\\ude00".to_owned()),
+            ],
+            0..6,
+        )
+        .prop_map(|parts| format!("\"{}\"", parts.concat()))
+    }
+
+    /// A chunk built from the fields that matter, in random order, with random extras.
+    fn chunk_json() -> impl Strategy<Value = String> {
+        let opt_str = prop_oneof![Just("null".to_owned()), json_string()];
+        let tool = (
+            proptest::option::of(0u32..3),
+            proptest::option::of(json_string()),
+            proptest::option::of(opt_str.clone()),
+        )
+            .prop_map(|(index, id, args)| {
+                let mut m = Vec::new();
+                if let Some(i) = index {
+                    m.push(format!("\"index\":{i}"));
+                }
+                if let Some(id) = id {
+                    m.push(format!("\"id\":{id}"));
+                }
+                if let Some(a) = args {
+                    m.push(format!("\"function\":{{\"name\":\"f\",\"arguments\":{a}}}"));
+                }
+                format!("{{{}}}", m.join(","))
+            });
+        let delta = (
+            proptest::option::of(opt_str.clone()),
+            proptest::option::of(opt_str.clone()),
+            proptest::option::of(opt_str.clone()),
+            proptest::option::of(proptest::collection::vec(tool, 0..3)),
+            proptest::option::of(json_value()),
+            any::<bool>(),
+        )
+            .prop_map(|(content, rc, r, tools, extra, flip)| {
+                let mut m = Vec::new();
+                if let Some(x) = extra {
+                    m.push(format!("\"role\":{x}"));
+                }
+                if let Some(c) = content {
+                    m.push(format!("\"content\":{c}"));
+                }
+                if let Some(c) = rc {
+                    m.push(format!("\"reasoning_content\":{c}"));
+                }
+                if let Some(c) = r {
+                    m.push(format!("\"reasoning\":{c}"));
+                }
+                if let Some(t) = tools {
+                    m.push(format!("\"tool_calls\":[{}]", t.join(",")));
+                }
+                if flip {
+                    m.reverse();
+                }
+                format!("{{{}}}", m.join(","))
+            })
+            .boxed();
+        let choice = (
+            proptest::option::of(prop_oneof![
+                Just("0".to_owned()),
+                Just("1".to_owned()),
+                Just("null".to_owned())
+            ]),
+            proptest::option::of(prop_oneof![Just("null".to_owned()), delta.clone()]),
+            proptest::option::of(delta),
+            proptest::option::of(opt_str),
+            proptest::option::of(json_value()),
+        )
+            .prop_map(|(index, delta, message, finish, logprobs)| {
+                let mut m = Vec::new();
+                if let Some(i) = index {
+                    m.push(format!("\"index\":{i}"));
+                }
+                if let Some(d) = delta {
+                    m.push(format!("\"delta\":{d}"));
+                }
+                if let Some(d) = message {
+                    m.push(format!("\"message\":{d}"));
+                }
+                if let Some(l) = logprobs {
+                    m.push(format!("\"logprobs\":{l}"));
+                }
+                if let Some(f) = finish {
+                    m.push(format!("\"finish_reason\":{f}"));
+                }
+                format!("{{{}}}", m.join(","))
+            });
+        (
+            proptest::collection::vec(choice, 0..3),
+            proptest::option::of(json_value()),
+            proptest::option::of(prop_oneof![
+                Just("null".to_owned()),
+                Just("\"chat.completion.chunk\"".to_owned())
+            ]),
+            any::<bool>(),
+        )
+            .prop_map(|(choices, extra, object, usage_null)| {
+                let mut m = vec!["\"id\":\"chatcmpl-1\"".to_owned()];
+                if let Some(o) = object {
+                    m.push(format!("\"object\":{o}"));
+                }
+                if let Some(x) = extra {
+                    m.push(format!("\"system_fingerprint\":{x}"));
+                }
+                m.push(format!("\"choices\":[{}]", choices.join(",")));
+                if usage_null {
+                    m.push("\"usage\":null".to_owned());
+                }
+                format!("{{{}}}", m.join(","))
+            })
+    }
+
+    #[test]
+    fn the_generator_exercises_the_fast_path() {
+        use proptest::strategy::ValueTree;
+        let mut runner = proptest::test_runner::TestRunner::deterministic();
+        let strategy = chunk_json();
+        let (mut fast, mut total) = (0, 0);
+        for _ in 0..500 {
+            let chunk = strategy.new_tree(&mut runner).unwrap().current();
+            total += 1;
+            if by_fast(chunk.as_bytes()).is_some() {
+                fast += 1;
+            }
+        }
+        assert!(
+            fast * 4 > total,
+            "the fast path took only {fast} of {total}"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn prop_fast_path_agrees_with_serde(chunk in chunk_json()) {
+            check(chunk.as_bytes())?;
+        }
+
+        #[test]
+        fn prop_mutated_chunks_agree(
+            chunk in chunk_json(),
+            edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..4),
+        ) {
+            let mut bytes = chunk.into_bytes();
+            for (at, byte, op) in edits {
+                let at = at % (bytes.len() + 1);
+                match op {
+                    0 => bytes.insert(at, byte),
+                    1 if at < bytes.len() => { bytes.remove(at); }
+                    _ if at < bytes.len() => bytes[at] = byte,
+                    _ => {}
+                }
+            }
+            check(&bytes)?;
+        }
+
+        #[test]
+        fn prop_streams_agree(chunks in proptest::collection::vec(chunk_json(), 1..6), cut in any::<usize>()) {
+            // Chunks of one stream share their start: resumed parses must match too.
+            let shared = r#"{"id":"chatcmpl-1","object":"chat.completion.chunk","choices":[{"index":0,"delta":{"content":"#;
+            for c in &chunks {
+                check(c.as_bytes())?;
+                let mut resumed = shared.as_bytes().to_vec();
+                resumed.extend_from_slice(&c.as_bytes()[cut % c.len()..]);
+                check(&resumed)?;
+                check(format!("{shared}\"t\"}}}}]}}").as_bytes())?;
+            }
+        }
+    }
 
     fn events(data: &str) -> Result<Vec<String>, Error> {
         let mut out = Vec::new();

@@ -1,0 +1,304 @@
+/*
+ * Benchmark client: libylokh through its C ABI, and a raw-socket floor.
+ *
+ *   ylokh_bench --client ylokh|raw --base-url URL --workload W [--tokens N]
+ *               [--calls K] [--streams S]
+ *
+ * Workloads: stream (one reply of N tokens), seq (K replies of N tokens on one client),
+ * seqnew (K replies, a new client per call), concurrent (S threads each streaming N
+ * tokens at once on one shared client).
+ *
+ * Prints one JSON line: calls, tokens and bytes received (content tokens for ylokh; for
+ * raw, HTTP body bytes), cpu_s (getrusage RUSAGE_SELF, user + system, around the calls
+ * only), wall_s, ttft_us and call_us (medians over the second and later calls, or the one
+ * call), rss_before_kb (VmRSS just before the first call) and hwm_after_kb (VmHWM after
+ * the last).
+ *
+ * The raw client is the floor for one connection's work: a blocking socket that writes
+ * the request and reads the reply into a 64 KiB buffer until the chunked body's end,
+ * parsing nothing else. Its ttft_us is the time to the first byte of the reply; with the
+ * blast server the first byte and the first token arrive in the same segment.
+ */
+#define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "ylokh.h"
+
+static const char *MESSAGES = "[{\"role\":\"user\",\"content\":\"Write a long story.\"}]";
+static const char *MODEL = "gpt-4o-mini";
+
+static const char *client_kind = "ylokh";
+static const char *base_url = "http://127.0.0.1:8080/v1";
+static const char *workload = "stream";
+static long tokens = 20, calls = 1, streams = 1;
+
+static double now_s(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static double cpu_s(void) {
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+           (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static long status_kb(const char *field) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long v = 0;
+    size_t n = strlen(field);
+    while (f && fgets(line, sizeof line, f))
+        if (strncmp(line, field, n) == 0)
+            v = strtol(line + n, NULL, 10);
+    if (f)
+        fclose(f);
+    return v;
+}
+
+struct call {
+    long tokens, bytes;
+    double start, ttft, total;
+};
+
+static int on_token(void *userdata, const char *token, size_t len) {
+    struct call *c = userdata;
+    (void)token;
+    if (c->tokens++ == 0)
+        c->ttft = now_s() - c->start;
+    c->bytes += (long)len;
+    return 0;
+}
+
+static char options[64];
+
+static void ylokh_call(ylokh_client *client, struct call *c) {
+    c->start = now_s();
+    ylokh_status st = ylokh_chat(client, MODEL, MESSAGES, options, on_token, c);
+    c->total = now_s() - c->start;
+    if (st != YLOKH_OK) {
+        fprintf(stderr, "ylokh_chat: %s: %s\n", ylokh_status_str(st), ylokh_last_error());
+        exit(1);
+    }
+}
+
+static ylokh_client *new_client(void) {
+    ylokh_client *c = ylokh_client_new();
+    if (!c || ylokh_client_set_base_url(c, base_url) != YLOKH_OK ||
+        ylokh_client_set_api_key(c, "sk-bench") != YLOKH_OK) {
+        fprintf(stderr, "client setup: %s\n", ylokh_last_error());
+        exit(1);
+    }
+    ylokh_client_set_proxy_from_env(c, 0);
+    return c;
+}
+
+/* ---- the raw-socket floor ---- */
+
+struct raw {
+    int fd;
+    char req[1024];
+    size_t req_len;
+    struct sockaddr_in addr;
+};
+
+static void raw_init(struct raw *r) {
+    unsigned a, b, c, d, port;
+    if (sscanf(base_url, "http://%u.%u.%u.%u:%u", &a, &b, &c, &d, &port) != 5) {
+        fprintf(stderr, "raw client needs http://A.B.C.D:PORT/... (got %s)\n", base_url);
+        exit(1);
+    }
+    const char *path = strchr(base_url + 7, '/');
+    memset(&r->addr, 0, sizeof r->addr);
+    r->addr.sin_family = AF_INET;
+    r->addr.sin_port = htons((uint16_t)port);
+    r->addr.sin_addr.s_addr = htonl((a << 24) | (b << 16) | (c << 8) | d);
+    char body[256];
+    int bl = snprintf(body, sizeof body,
+                      "{\"model\":\"%s\",\"messages\":%s,\"stream\":true,\"max_tokens\":%ld}", MODEL,
+                      MESSAGES, tokens);
+    r->req_len = (size_t)snprintf(r->req, sizeof r->req,
+                                  "POST %s/chat/completions HTTP/1.1\r\nHost: %u.%u.%u.%u:%u\r\n"
+                                  "Content-Type: application/json\r\nAuthorization: Bearer sk-bench\r\n"
+                                  "Accept: text/event-stream\r\nContent-Length: %d\r\n\r\n%s",
+                                  path ? path : "", a, b, c, d, port, bl, body);
+    r->fd = -1;
+}
+
+static void raw_call(struct raw *r, struct call *c, int reuse) {
+    static __thread char buf[64 * 1024];
+    c->start = now_s();
+    if (r->fd < 0 || !reuse) {
+        if (r->fd >= 0)
+            close(r->fd);
+        r->fd = socket(AF_INET, SOCK_STREAM, 0);
+        int one = 1;
+        setsockopt(r->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (connect(r->fd, (struct sockaddr *)&r->addr, sizeof r->addr) < 0) {
+            perror("connect");
+            exit(1);
+        }
+    }
+    if (write(r->fd, r->req, r->req_len) != (ssize_t)r->req_len) {
+        perror("write");
+        exit(1);
+    }
+    char tail[8] = {0};
+    for (;;) {
+        ssize_t n = read(r->fd, buf, sizeof buf);
+        if (n <= 0) {
+            fprintf(stderr, "raw: connection ended early\n");
+            exit(1);
+        }
+        if (c->bytes == 0)
+            c->ttft = now_s() - c->start;
+        c->bytes += n;
+        /* The body ends with the last chunk, "\r\n0\r\n\r\n"; keep the last 7 bytes. */
+        if (n >= 7) {
+            memcpy(tail, buf + n - 7, 7);
+        } else {
+            memmove(tail, tail + n, (size_t)(7 - n));
+            memcpy(tail + 7 - n, buf, (size_t)n);
+        }
+        if (memcmp(tail, "\r\n0\r\n\r\n", 7) == 0)
+            break;
+    }
+    c->total = now_s() - c->start;
+    if (!reuse) {
+        close(r->fd);
+        r->fd = -1;
+    }
+}
+
+/* ---- workloads ---- */
+
+struct thread_arg {
+    ylokh_client *client;
+    struct call call;
+};
+
+/* All threads start their call at once, so that the streams really run concurrently. */
+static pthread_barrier_t start_line;
+
+static void *stream_thread(void *p) {
+    struct thread_arg *t = p;
+    pthread_barrier_wait(&start_line);
+    if (strcmp(client_kind, "raw") == 0) {
+        struct raw r;
+        raw_init(&r);
+        raw_call(&r, &t->call, 0);
+    } else {
+        ylokh_call(t->client, &t->call);
+    }
+    return NULL;
+}
+
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
+static double median_of(struct call *cs, long n, int ttft) {
+    long skip = n > 1 ? 1 : 0;
+    long m = n - skip;
+    double *v = malloc(sizeof(double) * (size_t)(m > 0 ? m : 1));
+    for (long i = 0; i < m; i++)
+        v[i] = (ttft ? cs[i + skip].ttft : cs[i + skip].total) * 1e6;
+    qsort(v, (size_t)m, sizeof *v, cmp_double);
+    double r = m > 0 ? v[m / 2] : 0;
+    free(v);
+    return r;
+}
+
+int main(int argc, char **argv) {
+    for (int i = 1; i + 1 < argc; i += 2) {
+        const char *k = argv[i], *v = argv[i + 1];
+        if (!strcmp(k, "--client"))
+            client_kind = v;
+        else if (!strcmp(k, "--base-url"))
+            base_url = v;
+        else if (!strcmp(k, "--workload"))
+            workload = v;
+        else if (!strcmp(k, "--tokens"))
+            tokens = atol(v);
+        else if (!strcmp(k, "--calls"))
+            calls = atol(v);
+        else if (!strcmp(k, "--streams"))
+            streams = atol(v);
+        else {
+            fprintf(stderr, "unknown option %s\n", k);
+            return 2;
+        }
+    }
+    snprintf(options, sizeof options, "{\"max_tokens\":%ld}", tokens);
+    int raw = strcmp(client_kind, "raw") == 0;
+    int is_seq = !strcmp(workload, "seq"), is_seqnew = !strcmp(workload, "seqnew");
+    int is_conc = !strcmp(workload, "concurrent");
+    long n = is_seq || is_seqnew ? calls : is_conc ? streams : 1;
+    struct call *cs = calloc((size_t)n, sizeof *cs);
+    struct thread_arg *ts = calloc((size_t)n, sizeof *ts);
+    pthread_t *th = calloc((size_t)n, sizeof *th);
+    struct raw r;
+    ylokh_client *client = NULL;
+    if (raw)
+        raw_init(&r);
+    else if (!is_seqnew)
+        client = new_client();
+
+    long rss_before = status_kb("VmRSS:");
+    double c0 = cpu_s(), w0 = now_s();
+    if (is_conc) {
+        pthread_barrier_init(&start_line, NULL, (unsigned)n);
+        for (long i = 0; i < n; i++) {
+            ts[i].client = client;
+            pthread_create(&th[i], NULL, stream_thread, &ts[i]);
+        }
+        for (long i = 0; i < n; i++) {
+            pthread_join(th[i], NULL);
+            cs[i] = ts[i].call;
+        }
+    } else {
+        for (long i = 0; i < n; i++) {
+            if (raw) {
+                raw_call(&r, &cs[i], !is_seqnew);
+            } else if (is_seqnew) {
+                ylokh_client *c = new_client();
+                ylokh_call(c, &cs[i]);
+                ylokh_client_free(c);
+            } else {
+                ylokh_call(client, &cs[i]);
+            }
+        }
+    }
+    double wall = now_s() - w0, cpu = cpu_s() - c0;
+    long hwm_after = status_kb("VmHWM:");
+    long total_tokens = 0, total_bytes = 0;
+    for (long i = 0; i < n; i++) {
+        total_tokens += cs[i].tokens;
+        total_bytes += cs[i].bytes;
+    }
+    printf("{\"client\":\"%s\",\"calls\":%ld,\"tokens\":%ld,\"bytes\":%ld,\"cpu_s\":%.6f,"
+           "\"wall_s\":%.6f,\"ttft_us\":%.1f,\"call_us\":%.1f,\"rss_before_kb\":%ld,"
+           "\"hwm_after_kb\":%ld}\n",
+           client_kind, n, total_tokens, total_bytes, cpu, wall, median_of(cs, n, 1),
+           median_of(cs, n, 0), rss_before, hwm_after);
+    if (client)
+        ylokh_client_free(client);
+    free(cs);
+    free(ts);
+    free(th);
+    return 0;
+}
