@@ -6,7 +6,7 @@ BUILD := build
 LIBDIR := target/release
 EXAMPLES := $(patsubst examples-c/%.c,$(BUILD)/%,$(wildcard examples-c/*.c))
 
-.PHONY: help lib examples demo test header bench clean
+.PHONY: help lib examples demo test header bench clean fuzz
 
 help:
 	@echo "make demo      build the library and examples, stream a real reply (starts a local model unless YLOKH_BASE_URL is set)"
@@ -37,7 +37,19 @@ test:
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
+	$(MAKE) fuzz
 	scripts/with-model-server.sh $(CARGO) test --test e2e -- --ignored --test-threads=1
+
+# Fuzz each target of fuzz/ for FUZZ_SECONDS (on stable Rust, no sanitizer: the code fuzzed
+# has no unsafe; see fuzz/README.md). A crash fails the build; the input is kept in
+# fuzz/artifacts/. Needs cargo-fuzz: cargo install cargo-fuzz --locked --version 0.13.2
+FUZZ_SECONDS ?= 30
+fuzz:
+	@command -v cargo-fuzz >/dev/null || { echo "cargo-fuzz is missing: cargo install cargo-fuzz --locked --version 0.13.2" >&2; exit 1; }
+	$(CARGO) fuzz build -s none
+	for t in stream chunk whole_reply; do \
+	  $(CARGO) fuzz run -s none $$t -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -dict=fuzz/sse.dict || exit 1; \
+	done
 
 header:
 	YLOKH_BLESS=1 $(CARGO) test --test header

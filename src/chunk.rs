@@ -198,7 +198,7 @@ where
 }
 
 /// The general parser, for every shape the fast path leaves alone.
-fn parse_with_serde<B, F>(data: &[u8], on_event: &mut F) -> Result<ControlFlow<B>, Error>
+pub(crate) fn parse_with_serde<B, F>(data: &[u8], on_event: &mut F) -> Result<ControlFlow<B>, Error>
 where
     F: FnMut(Event<'_>) -> ControlFlow<B> + ?Sized,
 {
@@ -285,7 +285,7 @@ where
     ControlFlow::Continue(())
 }
 
-mod fast;
+pub(crate) mod fast;
 
 /// The message of an error object in any of the shapes servers use.
 pub fn api_error(error: &Value) -> Error {

@@ -902,7 +902,7 @@ fn parse_http_date(text: &str) -> Option<u64> {
 }
 
 /// Reads a non-streaming reply (or a JSON error sent in place of a stream).
-fn read_whole_reply(
+pub(crate) fn read_whole_reply(
     reader: impl Read,
     limit: usize,
     on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
@@ -941,7 +941,7 @@ enum Stop {
 /// Bytes read from the socket at a time: a few events' worth without a large stack frame.
 const READ_BUFFER: usize = 16 * 1024;
 
-fn read_stream(
+pub(crate) fn read_stream(
     mut reader: impl Read,
     limit: usize,
     on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
@@ -1028,9 +1028,11 @@ fn map_ureq_error(e: ureq::Error, doing: &str) -> Error {
         U::HostNotFound | U::ConnectionFailed | U::ConnectProxyFailed(_) => ErrorKind::Connect,
         U::Tls(_) | U::Pem(_) | U::Rustls(_) | U::TlsRequired => ErrorKind::Tls,
         U::BadUri(_) | U::InvalidProxyUrl | U::Http(_) => ErrorKind::InvalidArgument,
-        U::Protocol(_) | U::BodyExceedsLimit(_) | U::TooManyRedirects | U::RedirectFailed => {
-            ErrorKind::Protocol
-        }
+        U::Protocol(_)
+        | U::BodyExceedsLimit(_)
+        | U::TooManyRedirects
+        | U::RedirectFailed
+        | U::LargeResponseHeader(..) => ErrorKind::Protocol,
         U::Other(inner) if inner.is::<transport::Cancelled>() => return cancelled(),
         U::Io(io) => match io.kind() {
             Io::ConnectionRefused

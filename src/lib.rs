@@ -43,3 +43,8 @@ pub mod provider {
 
 /// This library's version, from Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Not part of the API, and may change at any time: the parsing stages of a call on bytes
+/// in memory, without I/O, for the fuzz targets in `fuzz/`.
+#[doc(hidden)]
+pub mod fuzzing;

@@ -9,6 +9,7 @@
 pub mod capi;
 pub mod openai;
 pub mod proxy;
+pub mod raw;
 
 // Not every test binary uses the body builders.
 #[allow(unused_imports)]
