@@ -12,16 +12,15 @@
 
 mod common;
 
+use common::process::{run_bounded, Outcome};
 use common::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A C program that runs longer than this is killed and the test fails.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
@@ -266,126 +265,6 @@ fn compile(name: &str, source: &str, link: Link) -> Result<PathBuf, String> {
 // ---------------------------------------------------------------------------
 // Running them
 // ---------------------------------------------------------------------------
-
-struct Outcome {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
-    what: String,
-}
-
-impl Outcome {
-    fn code(&self) -> Option<i32> {
-        self.status.code()
-    }
-
-    /// Everything about the run, for failure messages.
-    fn show(&self) -> String {
-        format!(
-            "{}\n  exit: {} after {:?}\n  --- stdout ---\n{}\n  --- stderr ---\n{}",
-            self.what, self.status, self.elapsed, self.stdout, self.stderr
-        )
-    }
-
-    /// The rest of every stdout line that starts with `label` and a space.
-    fn lines(&self, label: &str) -> Vec<&str> {
-        let prefix = format!("{label} ");
-        self.stdout
-            .lines()
-            .filter_map(|l| l.strip_prefix(prefix.as_str()))
-            .collect()
-    }
-
-    /// The rest of the only line that starts with `label`.
-    fn line(&self, label: &str) -> &str {
-        match self.lines(label).as_slice() {
-            [one] => one,
-            other => panic!(
-                "expected one {label:?} line, found {}\n{}",
-                other.len(),
-                self.show()
-            ),
-        }
-    }
-
-    fn json(&self, label: &str) -> Value {
-        let text = self.line(label);
-        serde_json::from_str(text)
-            .unwrap_or_else(|e| panic!("{label} line is not JSON ({e}): {text}\n{}", self.show()))
-    }
-
-    /// A `LABEL [..]` line of JSON strings.
-    fn strings(&self, label: &str) -> Vec<String> {
-        serde_json::from_value(self.json(label))
-            .unwrap_or_else(|e| panic!("{label} is not a list of strings ({e})\n{}", self.show()))
-    }
-
-    fn number(&self, label: &str) -> f64 {
-        let text = self.line(label);
-        text.trim()
-            .parse()
-            .unwrap_or_else(|e| panic!("{label} {text:?} is not a number ({e})\n{}", self.show()))
-    }
-
-    fn error(&self) -> String {
-        serde_json::from_value(self.json("ERROR")).expect("ERROR is a JSON string")
-    }
-}
-
-/// Runs `cmd` with a time limit, feeding `stdin`, capturing stdout and stderr.
-fn run_bounded(mut cmd: Command, stdin: Option<Vec<u8>>, limit: Duration) -> Outcome {
-    let what = format!("{cmd:?}");
-    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
-    if stdin.is_some() {
-        cmd.stdin(Stdio::piped());
-    }
-    let started = Instant::now();
-    let mut child: Child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let feeder = stdin.map(|bytes| {
-        let mut pipe = child.stdin.take().expect("stdin pipe");
-        thread::spawn(move || {
-            // The program may exit without reading it all; that is its business.
-            let _ = pipe.write_all(&bytes);
-        })
-    });
-    let reader = |mut pipe: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = pipe.read_to_end(&mut buf);
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    };
-    let out = reader(Box::new(child.stdout.take().expect("stdout pipe")));
-    let err = reader(Box::new(child.stderr.take().expect("stderr pipe")));
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
-            panic!(
-                "{what} did not finish within {limit:?}: killed\n--- stdout ---\n{stdout}\n\
-                 --- stderr ---\n{stderr}"
-            );
-        }
-        thread::sleep(Duration::from_millis(5));
-    };
-    if let Some(feeder) = feeder {
-        let _ = feeder.join();
-    }
-    Outcome {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-        elapsed: started.elapsed(),
-        what,
-    }
-}
 
 /// Removes [`SCRUBBED_ENV`] and puts this build's library first on the search path.
 ///

@@ -61,9 +61,9 @@ fn finish_reason_and_usage_match_the_non_streaming_reply() {
     let with_usage = json!({"temperature": 0, "seed": 42, "max_tokens": 12, "stream": true,
                             "stream_options": {"include_usage": true}})
     .to_string();
-    let (status, streamed, error) = client_events(&client, &prompt, &with_usage);
+    let (status, streamed, error) = client.events_with(&prompt, Some(&with_usage));
     assert_eq!(status, YLOKH_OK, "{error}");
-    let (status, whole, error) = client_events(&client, &prompt, &options(12, false));
+    let (status, whole, error) = client.events_with(&prompt, Some(&options(12, false)));
     assert_eq!(status, YLOKH_OK, "{error}");
     for events in [&streamed, &whole] {
         let finish: Vec<_> = events
@@ -82,33 +82,6 @@ fn finish_reason_and_usage_match_the_non_streaming_reply() {
     };
     assert_eq!(usage(&streamed), usage(&whole));
     assert_eq!(usage(&streamed)[1], 12, "completion_tokens = max_tokens");
-}
-
-fn client_events(
-    client: &CClient,
-    messages: &str,
-    options: &str,
-) -> (i32, Vec<OwnedEvent>, String) {
-    let messages = cstring(messages);
-    let options = cstring(options);
-    let mut events: Vec<OwnedEvent> = Vec::new();
-    // SAFETY: live client; strings and the event vector outlive the call.
-    let status = unsafe {
-        ylokh_chat_events(
-            client.0,
-            std::ptr::null(),
-            messages.as_ptr(),
-            options.as_ptr(),
-            Some(collect_event),
-            (&mut events as *mut Vec<OwnedEvent>).cast(),
-        )
-    };
-    let error = if status == YLOKH_OK {
-        String::new()
-    } else {
-        last_error()
-    };
-    (status, events, error)
 }
 
 /// Token callback that stops after `limit` tokens and notes when it did.
@@ -221,7 +194,7 @@ fn a_two_turn_conversation_sends_the_whole_history() {
                 conversation: conv,
                 on_event: Some(collect_event),
                 userdata: (&mut events as *mut Vec<OwnedEvent>).cast(),
-                ..zeroed_request()
+                ..Default::default()
             };
             assert_eq!(
                 ylokh_chat_ex(client.0, &request),
@@ -242,19 +215,6 @@ fn a_two_turn_conversation_sends_the_whole_history() {
             "prompt tokens {prompt_tokens:?}"
         );
         ylokh_conversation_free(conv);
-    }
-}
-
-fn zeroed_request() -> ylokh_request {
-    ylokh_request {
-        model: std::ptr::null(),
-        messages_json: std::ptr::null(),
-        options_json: std::ptr::null(),
-        conversation: std::ptr::null_mut(),
-        on_token: None,
-        on_event: None,
-        userdata: std::ptr::null_mut(),
-        cancel: std::ptr::null(),
     }
 }
 

@@ -22,18 +22,17 @@
 
 mod common;
 
+use common::process::{run_bounded, Outcome};
 use common::*;
 use serde_json::json;
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::fs;
-use std::io::Read;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::OnceLock;
-use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// A program under test that runs longer than this is killed and the test fails.
 const RUN_LIMIT: Duration = Duration::from_secs(60);
@@ -193,92 +192,9 @@ fn cxx_compiler() -> String {
     std::env::var("CXX").unwrap_or_else(|_| tool("g++"))
 }
 
-struct Outcome {
-    status: ExitStatus,
-    stdout: String,
-    stderr: String,
-    elapsed: Duration,
-    what: String,
-}
-
-impl Outcome {
-    fn ok(&self) -> bool {
-        self.status.success()
-    }
-
-    /// Everything about the run, for failure messages.
-    fn show(&self) -> String {
-        format!(
-            "{}\n  exit: {} after {:?}\n  --- stdout ---\n{}\n  --- stderr ---\n{}",
-            self.what, self.status, self.elapsed, self.stdout, self.stderr
-        )
-    }
-
-    /// The rest of the only stdout line that starts with `label` and a space.
-    fn line(&self, label: &str) -> &str {
-        let prefix = format!("{label} ");
-        let lines: Vec<&str> = self
-            .stdout
-            .lines()
-            .filter_map(|l| l.strip_prefix(prefix.as_str()))
-            .collect();
-        match lines.as_slice() {
-            [one] => one,
-            other => panic!(
-                "expected one {label:?} line, found {}\n{}",
-                other.len(),
-                self.show()
-            ),
-        }
-    }
-}
-
-/// Runs `cmd` with a time limit, stdin closed, capturing stdout and stderr.
-fn run_bounded(mut cmd: Command, limit: Duration) -> Outcome {
-    let what = format!("{cmd:?}");
-    cmd.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let started = Instant::now();
-    let mut child = cmd
-        .spawn()
-        .unwrap_or_else(|e| panic!("cannot run {what}: {e}"));
-    let reader = |mut pipe: Box<dyn Read + Send>| {
-        thread::spawn(move || {
-            let mut buf = Vec::new();
-            let _ = pipe.read_to_end(&mut buf);
-            String::from_utf8_lossy(&buf).into_owned()
-        })
-    };
-    let out = reader(Box::new(child.stdout.take().expect("stdout pipe")));
-    let err = reader(Box::new(child.stderr.take().expect("stderr pipe")));
-    let status = loop {
-        if let Some(status) = child.try_wait().expect("try_wait") {
-            break status;
-        }
-        if started.elapsed() > limit {
-            let _ = child.kill();
-            let _ = child.wait();
-            let (stdout, stderr) = (out.join().unwrap(), err.join().unwrap());
-            panic!(
-                "{what} did not finish within {limit:?}: killed\n--- stdout ---\n{stdout}\n\
-                 --- stderr ---\n{stderr}"
-            );
-        }
-        thread::sleep(Duration::from_millis(5));
-    };
-    Outcome {
-        status,
-        stdout: out.join().unwrap(),
-        stderr: err.join().unwrap(),
-        elapsed: started.elapsed(),
-        what,
-    }
-}
-
 /// Runs `cmd` and requires it to succeed.
 fn run_ok(cmd: Command, limit: Duration) -> Outcome {
-    let out = run_bounded(cmd, limit);
+    let out = run_bounded(cmd, None, limit);
     assert!(out.ok(), "command failed:\n{}", out.show());
     out
 }
@@ -338,7 +254,7 @@ fn make(target: &str, prefix: &Path, destdir: Option<&Path>) -> Outcome {
     for var in JOBSERVER_ENV {
         cmd.env_remove(var);
     }
-    run_bounded(cmd, INSTALL_LIMIT)
+    run_bounded(cmd, None, INSTALL_LIMIT)
 }
 
 struct Installed {
@@ -764,7 +680,7 @@ fn cmake_consumer_finds_the_installed_library_and_runs() {
     ));
     let mut cmd = program(build.join("stream_cpp"));
     cmd.arg(server.base_url()).arg("Say hello");
-    let out = run_bounded(cmd, RUN_LIMIT);
+    let out = run_bounded(cmd, None, RUN_LIMIT);
     assert_eq!(out.status.code(), Some(2), "{}", out.show());
     assert!(
         out.stderr.contains("(HTTP 401)") && out.stderr.contains("Invalid API key provided"),
@@ -812,7 +728,7 @@ fn cpp_test_program() -> &'static Path {
                 .arg("-lylokh")
                 .arg("-pthread")
                 .arg(format!("-Wl,-rpath,{}", inst.lib().display()));
-            let out = run_bounded(cmd, TOOL_LIMIT);
+            let out = run_bounded(cmd, None, TOOL_LIMIT);
             if out.ok() {
                 Ok(exe)
             } else {
@@ -827,7 +743,7 @@ fn cpp_test_program() -> &'static Path {
 fn cpp_case(case: &str, url: &str) -> Outcome {
     let mut cmd = program(cpp_test_program());
     cmd.arg(case).arg(url);
-    let out = run_bounded(cmd, RUN_LIMIT);
+    let out = run_bounded(cmd, None, RUN_LIMIT);
     assert!(
         out.ok() && out.stdout.contains(&format!("PASS {case}")),
         "C++ case {case} failed:\n{}",

@@ -370,6 +370,13 @@ pub struct ylokh_request {
     pub cancel: *const ylokh_cancel,
 }
 
+impl Default for ylokh_request {
+    /// All NULL, like `ylokh_request req = {0};` in C.
+    fn default() -> Self {
+        ylokh_request::EMPTY
+    }
+}
+
 impl ylokh_request {
     const EMPTY: ylokh_request = ylokh_request {
         model: std::ptr::null(),

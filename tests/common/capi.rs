@@ -212,7 +212,15 @@ impl CClient {
     }
 
     pub fn events(&self, options: Option<&str>) -> (c_int, Vec<OwnedEvent>, String) {
-        let messages = cstring(USER_HI);
+        self.events_with(USER_HI, options)
+    }
+
+    pub fn events_with(
+        &self,
+        messages: &str,
+        options: Option<&str>,
+    ) -> (c_int, Vec<OwnedEvent>, String) {
+        let messages = cstring(messages);
         let options = options.map(cstring);
         let mut events: Vec<OwnedEvent> = Vec::new();
         // SAFETY: as in chat_full.

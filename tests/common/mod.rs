@@ -8,6 +8,7 @@
 
 pub mod capi;
 pub mod openai;
+pub mod process;
 pub mod proxy;
 pub mod raw;
 
