@@ -1,6 +1,5 @@
 //! Settings, the ureq Agent, retries and the streaming loop.
 
-use std::cell::Cell;
 use std::io::Read;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
@@ -265,11 +264,6 @@ impl std::fmt::Debug for Client {
     }
 }
 
-thread_local! {
-    /// Set while a chat runs on this thread, to refuse a chat started from its callback.
-    static IN_CHAT: Cell<bool> = const { Cell::new(false) };
-}
-
 impl Client {
     /// A client with the default settings and the environment's base URL and API key.
     pub fn new() -> Client {
@@ -440,20 +434,11 @@ impl Client {
         cancel: Option<&CancelToken>,
         on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
     ) -> Result<(), Error> {
-        if IN_CHAT.get() {
+        let Some(_guard) = CallGuard::enter(cancel.map(CancelToken::flag)) else {
             return Err(Error::invalid(
                 "a chat cannot be started from inside a callback of another chat on the same thread",
             ));
-        }
-        IN_CHAT.set(true);
-        struct Reset;
-        impl Drop for Reset {
-            fn drop(&mut self) {
-                IN_CHAT.set(false);
-            }
-        }
-        let _reset = Reset;
-
+        };
         let (settings, agent) = self.snapshot()?;
         let call = Call {
             secrets: settings.secrets(),
@@ -461,7 +446,6 @@ impl Client {
             agent: &agent,
             started: Instant::now(),
         };
-        let _guard = CallGuard::enter(cancel.map(CancelToken::flag));
         let result = call.run(request, cancel, on_event);
         if let Err(e) = &result {
             call.log(|| format!("failed after {}: {e}", call.elapsed()));

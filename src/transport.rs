@@ -44,6 +44,7 @@ impl fmt::Display for Cancelled {
 impl std::error::Error for Cancelled {}
 
 thread_local! {
+    static IN_CALL: Cell<bool> = const { Cell::new(false) };
     static CANCEL: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };
     static DRAIN_UNTIL: Cell<Option<Instant>> = const { Cell::new(None) };
     /// Set when this thread opened a new connection (rather than reusing a pooled one).
@@ -57,14 +58,19 @@ pub fn take_opened() -> bool {
     OPENED.replace(false)
 }
 
-/// Installs a call's cancel flag on this thread for as long as it lives.
+/// Marks this thread as running a call, with the call's cancel flag, for as long as it
+/// lives.
 pub struct CallGuard(());
 
 impl CallGuard {
-    pub fn enter(cancel: Option<&Arc<AtomicBool>>) -> CallGuard {
+    /// `None` when this thread already runs a call: a chat started from a callback.
+    pub fn enter(cancel: Option<&Arc<AtomicBool>>) -> Option<CallGuard> {
+        if IN_CALL.replace(true) {
+            return None;
+        }
         CANCEL.with(|c| *c.borrow_mut() = cancel.cloned());
         DRAIN_UNTIL.set(None);
-        CallGuard(())
+        Some(CallGuard(()))
     }
 }
 
@@ -72,6 +78,7 @@ impl Drop for CallGuard {
     fn drop(&mut self) {
         CANCEL.with(|c| *c.borrow_mut() = None);
         DRAIN_UNTIL.set(None);
+        IN_CALL.set(false);
     }
 }
 
