@@ -10,6 +10,9 @@
  * - Output parameters are written only on success.
  * - No function unwinds; a bug inside the library returns YLOKH_E_INTERNAL.
  * - Callbacks run on the calling thread, before the call returns, and must not unwind.
+ * - Threads: every function may be called from any thread. A client (its setters and
+ *   chats) may be used by many threads at once; a conversation by one thread at a time;
+ *   a cancel token may be triggered from any thread. ylokh_last_error() is per thread.
  */
 
 #ifndef YLOKH_H

@@ -1087,6 +1087,16 @@ mod tests {
     }
 
     #[test]
+    fn defaults_are_the_original_providers() {
+        let s = Settings::default();
+        assert_eq!(s.timeout, Duration::from_secs(120));
+        assert_eq!(s.base_url, "https://chatapi.ylokh.xyz/v1");
+        assert_eq!(s.max_retries, 2);
+        assert!(s.deadline.is_none());
+        assert_eq!(s.trust, Trust::Bundled);
+    }
+
+    #[test]
     fn settings_debug_hides_secrets() {
         let s = Settings {
             api_key: Some("sk-secret".into()),
