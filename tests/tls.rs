@@ -5,8 +5,9 @@ mod common;
 
 use std::ffi::CString;
 use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::Arc;
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 
 use common::capi::*;
@@ -22,17 +23,7 @@ const KEY: &[u8] = include_bytes!("fixtures/tls/server.key");
 /// A one-reply-per-connection HTTPS server that answers every request with `reply` (raw
 /// HTTP response bytes). Returns its base URL; the thread ends with the test process.
 fn https_server(reply: Vec<u8>) -> String {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ServerConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(
-            vec![CertificateDer::from_pem_slice(CERT).unwrap()],
-            PrivateKeyDer::from_pem_slice(KEY).unwrap(),
-        )
-        .unwrap();
-    let config = Arc::new(config);
+    let config = server_config();
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let url = format!(
         "https://127.0.0.1:{}/v1",
@@ -72,6 +63,133 @@ fn https_server(reply: Vec<u8>) -> String {
         }
     });
     url
+}
+
+fn server_config() -> Arc<rustls::ServerConfig> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![CertificateDer::from_pem_slice(CERT).unwrap()],
+            PrivateKeyDer::from_pem_slice(KEY).unwrap(),
+        )
+        .unwrap();
+    Arc::new(config)
+}
+
+/// Reads an HTTP head (and a Content-Length body) from `reader`; returns the head's lines.
+fn read_message(reader: &mut impl BufRead) -> Option<(Vec<String>, Vec<u8>)> {
+    let mut lines = Vec::new();
+    let mut length = 0usize;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if line == "\r\n" {
+            break;
+        }
+        if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+            length = v.trim().parse().ok()?;
+        }
+        lines.push(line.trim_end().to_owned());
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).ok()?;
+    Some((lines, body))
+}
+
+type ProxyCounters = (Arc<AtomicUsize>, Arc<Mutex<Vec<String>>>);
+
+/// An HTTPS proxy: TLS to the proxy (the test certificate), then `CONNECT`, with optional
+/// Basic credentials. It relays one exchange per tunnel (the request, then the origin's
+/// reply until the origin closes), which is all a non-keep-alive chat needs. Returns its
+/// port, the tunnels opened and the `Proxy-Authorization` values seen.
+fn https_proxy(expected_auth: Option<&'static str>) -> (u16, ProxyCounters) {
+    let config = server_config();
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let counters: ProxyCounters = Default::default();
+    let shared = counters.clone();
+    thread::spawn(move || {
+        for stream in listener.incoming().take(16) {
+            let Ok(stream) = stream else { continue };
+            let conn = rustls::ServerConnection::new(config.clone()).unwrap();
+            let (tunnels, seen) = shared.clone();
+            thread::spawn(move || {
+                let mut tls = rustls::StreamOwned::new(conn, stream);
+                let Some((head, _)) = read_message(&mut BufReader::new(&mut tls)) else {
+                    return;
+                };
+                let target = head[0].split_whitespace().nth(1).unwrap_or("").to_owned();
+                let auth = head
+                    .iter()
+                    .find_map(|l| l.strip_prefix("Proxy-Authorization: "))
+                    .map(str::to_owned);
+                seen.lock().unwrap().extend(auth.clone());
+                if expected_auth.is_some() && auth.as_deref() != expected_auth {
+                    let _ = tls.write_all(
+                        b"HTTP/1.1 407 Proxy Authentication Required\r\nContent-Length: 0\r\n\r\n",
+                    );
+                    return;
+                }
+                let Ok(mut upstream) = TcpStream::connect(&target) else {
+                    return;
+                };
+                let _ = tls.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n");
+                let _ = tls.flush();
+                tunnels.fetch_add(1, Ordering::SeqCst);
+                let Some((head, body)) = read_message(&mut BufReader::new(&mut tls)) else {
+                    return;
+                };
+                let mut request = head.join("\r\n").into_bytes();
+                request.extend_from_slice(b"\r\n\r\n");
+                request.extend_from_slice(&body);
+                let _ = upstream.write_all(&request);
+                let _ = std::io::copy(&mut upstream, &mut tls);
+                tls.conn.send_close_notify();
+                let _ = tls.flush();
+            });
+        }
+    });
+    (port, counters)
+}
+
+#[test]
+fn an_https_proxy_with_credentials_is_reached_over_verified_tls() {
+    // "Basic " + base64("dave:pa ss").
+    let (port, (tunnels, seen)) = https_proxy(Some("Basic ZGF2ZTpwYSBzcw=="));
+    let origin = Server::always(Script::sse(
+        &sse_stream(&["through ", "tls"]),
+        Framing::ContentLength,
+    ));
+    let client = CClient::new(&origin.base_url());
+    let proxy = CString::new(format!("https://dave:pa%20ss@127.0.0.1:{port}")).unwrap();
+    // SAFETY: live client; NUL-terminated string.
+    assert_eq!(
+        unsafe { ylokh_client_set_proxy(client.0, proxy.as_ptr()) },
+        YLOKH_OK
+    );
+    // SAFETY: live client.
+    unsafe { ylokh_client_set_max_retries(client.0, 0) };
+
+    // The proxy's certificate is checked like a server's: untrusted until its CA is set.
+    let out = client.chat(None);
+    assert_eq!(out.status, YLOKH_E_TLS, "{}", out.error);
+    assert!(
+        !out.error.contains("pa ss") && !out.error.contains("pa%20ss"),
+        "{}",
+        out.error
+    );
+    assert_eq!(tunnels.load(Ordering::SeqCst), 0);
+
+    assert_eq!(set_ca_file(&client, Some(CA)), YLOKH_OK);
+    assert_eq!(client.chat(None).ok().text(), "through tls");
+    assert_eq!(tunnels.load(Ordering::SeqCst), 1);
+    assert_eq!(seen.lock().unwrap().as_slice(), ["Basic ZGF2ZTpwYSBzcw=="]);
+    assert_eq!(origin.requests()[0].header("Proxy-Authorization"), None);
 }
 
 fn sse_reply(tokens: &[&str]) -> Vec<u8> {
