@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::process::{run_bounded, Outcome};
+use common::process::{run_bounded, Outcome, SCRUBBED_ENV};
 use common::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -46,23 +46,6 @@ const STATIC_SYSTEM_LIBS: &[&str] = &[
     "-lm",
     "-ldl",
     "-lc",
-];
-
-/// Environment variables the library (or libc) reads that must not leak from the
-/// developer's shell into the C programs: they would send requests elsewhere.
-const SCRUBBED_ENV: &[&str] = &[
-    "YLOKH_BASE_URL",
-    "YLOKH_API_KEY",
-    "OPENAI_BASE_URL",
-    "OPENAI_API_KEY",
-    "ALL_PROXY",
-    "all_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "NO_PROXY",
-    "no_proxy",
 ];
 
 // ---------------------------------------------------------------------------

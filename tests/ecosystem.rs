@@ -22,7 +22,7 @@
 
 mod common;
 
-use common::process::{run_bounded, Outcome};
+use common::process::{run_bounded, Outcome, SCRUBBED_ENV};
 use common::*;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -45,22 +45,6 @@ const GO_LIMIT: Duration = Duration::from_secs(600);
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 const VERSION_MAJOR: &str = env!("CARGO_PKG_VERSION_MAJOR");
-
-/// Environment variables that would send the programs' requests elsewhere.
-const SCRUBBED_ENV: &[&str] = &[
-    "YLOKH_BASE_URL",
-    "YLOKH_API_KEY",
-    "OPENAI_BASE_URL",
-    "OPENAI_API_KEY",
-    "ALL_PROXY",
-    "all_proxy",
-    "HTTPS_PROXY",
-    "https_proxy",
-    "HTTP_PROXY",
-    "http_proxy",
-    "NO_PROXY",
-    "no_proxy",
-];
 
 /// Make's and cargo's jobserver settings of an outer `make test`: a nested make or cargo
 /// must not try to use the outer one's file descriptors.

@@ -8,6 +8,23 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+/// Environment variables the library (or libc) reads that must not leak from the
+/// developer's shell into the programs a test runs: they would send requests elsewhere.
+pub const SCRUBBED_ENV: &[&str] = &[
+    "YLOKH_BASE_URL",
+    "YLOKH_API_KEY",
+    "OPENAI_BASE_URL",
+    "OPENAI_API_KEY",
+    "ALL_PROXY",
+    "all_proxy",
+    "HTTPS_PROXY",
+    "https_proxy",
+    "HTTP_PROXY",
+    "http_proxy",
+    "NO_PROXY",
+    "no_proxy",
+];
+
 /// How a program run ended and what it printed.
 pub struct Outcome {
     pub status: ExitStatus,
