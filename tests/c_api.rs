@@ -12,7 +12,7 @@
 
 mod common;
 
-use common::process::{run_bounded, Outcome, SCRUBBED_ENV};
+use common::process::{manifest_dir, profile_dir, run_bounded, Outcome, SCRUBBED_ENV};
 use common::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -51,20 +51,6 @@ const STATIC_SYSTEM_LIBS: &[&str] = &[
 // ---------------------------------------------------------------------------
 // Finding the library and compiling the C programs
 // ---------------------------------------------------------------------------
-
-fn manifest_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `target/<profile>` of this test run, from this executable's path
-/// (`.../target/debug/deps/c_api-<hash>` -> `.../target/debug`).
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .unwrap_or_else(|| panic!("{} is not in target/<profile>/deps", exe.display()))
-        .to_path_buf()
-}
 
 /// Where this build's `libylokh.so` and `libylokh.a` are (computed once).
 ///

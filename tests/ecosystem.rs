@@ -22,7 +22,7 @@
 
 mod common;
 
-use common::process::{run_bounded, Outcome, SCRUBBED_ENV};
+use common::process::{manifest_dir, profile_dir, run_bounded, Outcome, SCRUBBED_ENV};
 use common::*;
 use serde_json::json;
 use std::collections::BTreeSet;
@@ -67,19 +67,6 @@ const TOOLS: &[(&str, &str)] = &[
 // ---------------------------------------------------------------------------
 // Directories
 // ---------------------------------------------------------------------------
-
-fn manifest_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// `target/<profile>` of this test run, from this executable's path.
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("current_exe");
-    exe.parent()
-        .and_then(Path::parent)
-        .unwrap_or_else(|| panic!("{} is not in target/<profile>/deps", exe.display()))
-        .to_path_buf()
-}
 
 /// `target/<profile>/ecosystem`: the install build, Go's caches, one directory per run.
 fn work_dir() -> PathBuf {

@@ -2,11 +2,27 @@
 //! drive C, C++ and Go programs and build tools.
 
 use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+
+/// The repository's root.
+pub fn manifest_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// `target/<profile>` of this test run, from this executable's path
+/// (`.../target/debug/deps/c_api-<hash>` -> `.../target/debug`).
+pub fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("current_exe");
+    exe.parent()
+        .and_then(Path::parent)
+        .unwrap_or_else(|| panic!("{} is not in target/<profile>/deps", exe.display()))
+        .to_path_buf()
+}
 
 /// Environment variables the library (or libc) reads that must not leak from the
 /// developer's shell into the programs a test runs: they would send requests elsewhere.
