@@ -6,7 +6,7 @@ BUILD := build
 LIBDIR := target/release
 EXAMPLES := $(patsubst examples-c/%.c,$(BUILD)/%,$(wildcard examples-c/*.c))
 
-.PHONY: help lib examples demo test header bench clean fuzz
+.PHONY: help lib examples demo test deps header bench clean fuzz
 
 help:
 	@echo "make demo      build the library and examples, stream a real reply (starts a local model unless YLOKH_BASE_URL is set)"
@@ -33,7 +33,12 @@ demo: examples
 
 # Every test. The end-to-end tests run one at a time: llama.cpp's batched decoding is
 # not bit-identical to decoding alone, and they compare replies byte for byte.
-test:
+# What a fresh Debian 12 machine lacks (apt packages, rustfmt/clippy, cargo-fuzz); quick when
+# nothing is missing. YLOKH_SKIP_DEPS=1 skips it.
+deps:
+	scripts/install-deps.sh
+
+test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
 	$(CARGO) test
