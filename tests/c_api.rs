@@ -1532,7 +1532,12 @@ fn doc_example_chat_streams_then_gets_the_whole_text() {
     let server = Server::always(stream_of(&["Hel", "lo"]));
     let out = run_doc_example("chat", &server);
     assert!(out.ok(), "{}", out.show());
-    assert_eq!(out.stdout, "Hello\n(2 tokens)\nwhole: Hello\n", "{}", out.show());
+    assert_eq!(
+        out.stdout,
+        "Hello\n(2 tokens)\nwhole: Hello\n",
+        "{}",
+        out.show()
+    );
     assert_eq!(server.requests().len(), 2);
 }
 
@@ -1583,7 +1588,10 @@ fn doc_example_memory_hands_out_and_frees_a_string() {
 fn doc_example_errors_reports_the_http_status_and_message() {
     let server = Server::always(Script::json(
         404,
-        &error_json("The model `no-such-model` does not exist", "invalid_request_error"),
+        &error_json(
+            "The model `no-such-model` does not exist",
+            "invalid_request_error",
+        ),
     ));
     let out = run_doc_example("errors", &server);
     assert!(out.ok(), "{}", out.show());

@@ -49,7 +49,22 @@ const INSTALL_LIMIT: Duration = Duration::from_secs(1200);
 const GO_LIMIT: Duration = Duration::from_secs(600);
 
 const VERSION: &str = env!("CARGO_PKG_VERSION");
-const VERSION_MAJOR: &str = env!("CARGO_PKG_VERSION_MAJOR");
+
+/// The ABI version in the SONAME (the README's ABI policy): "0.MINOR" while the version is
+/// 0.x, "MAJOR" from 1.0 on.
+fn soversion() -> String {
+    let major = env!("CARGO_PKG_VERSION_MAJOR");
+    if major == "0" {
+        format!("0.{}", env!("CARGO_PKG_VERSION_MINOR"))
+    } else {
+        major.to_owned()
+    }
+}
+
+/// `libylokh.so.<soversion>`.
+fn soname() -> String {
+    format!("libylokh.so.{}", soversion())
+}
 
 /// Make's and cargo's jobserver settings of an outer `make test`: a nested make or cargo
 /// must not try to use the outer one's file descriptors.
@@ -66,6 +81,7 @@ const TOOLS: &[(&str, &str)] = &[
     ("gofmt", "golang-go"),
     ("nm", "binutils"),
     ("readelf", "binutils"),
+    ("man", "man-db"),
     ("sh", "dash"),
 ];
 
@@ -211,10 +227,16 @@ fn cargo_profile() -> String {
 
 /// `make <target>` in the repository with the install variables of these tests.
 fn make(target: &str, prefix: &Path, destdir: Option<&Path>) -> Outcome {
+    make_with(target, prefix, destdir, &[])
+}
+
+/// [`make`] with more variables (`NAME=value`).
+fn make_with(target: &str, prefix: &Path, destdir: Option<&Path>, vars: &[&str]) -> Outcome {
     let mut cmd = Command::new(tool("make"));
     cmd.current_dir(manifest_dir())
         .arg("--no-print-directory")
         .arg(target)
+        .args(vars)
         .arg(format!("PREFIX={}", prefix.display()))
         .arg(format!("INSTALL_PROFILE={}", cargo_profile()))
         .arg(format!(
@@ -305,17 +327,18 @@ fn install_puts_the_library_headers_and_pkg_config_file_in_place() {
     let meta = fs::symlink_metadata(&real).unwrap_or_else(|e| panic!("{}: {e}", real.display()));
     assert!(meta.is_file(), "{} is not a regular file", real.display());
     assert_eq!(
-        fs::read_link(lib.join(format!("libylokh.so.{VERSION_MAJOR}"))).unwrap(),
+        fs::read_link(lib.join(soname())).unwrap(),
         PathBuf::from(format!("libylokh.so.{VERSION}"))
     );
     assert_eq!(
         fs::read_link(lib.join("libylokh.so")).unwrap(),
-        PathBuf::from(format!("libylokh.so.{VERSION_MAJOR}"))
+        PathBuf::from(soname())
     );
     let dynamic = readelf_dynamic(&real);
     assert!(
-        dynamic.contains(&format!("Library soname: [libylokh.so.{VERSION_MAJOR}]")),
-        "no SONAME libylokh.so.{VERSION_MAJOR} in {}:\n{dynamic}",
+        dynamic.contains(&format!("Library soname: [{}]", soname())),
+        "no SONAME {} in {}:\n{dynamic}",
+        soname(),
         real.display()
     );
 
@@ -369,13 +392,33 @@ fn install_puts_the_library_headers_and_pkg_config_file_in_place() {
     inst.pkg_config(&["--validate", "ylokh"]);
 }
 
+/// The names of the man pages `make install` installs (those of docs/man/man3).
+fn man_page_names() -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(manifest_dir().join("docs/man/man3"))
+        .expect("docs/man/man3")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    names
+}
+
+/// The files of share/doc/ylokh.
+const DOC_FILES: &[&str] = &[
+    "LICENSE-MIT",
+    "LICENSE-APACHE",
+    "THIRD-PARTY-NOTICES",
+    "README.md",
+    "CHANGELOG.md",
+];
+
 #[test]
 fn install_honours_destdir_and_uninstall_removes_every_file() {
     // After the first install, so that the build is up to date and not run twice at once.
     installed();
     let stage = fresh_dir("stage");
     let prefix = Path::new("/opt/ylokh-test");
-    let out = make("install", prefix, Some(&stage));
+    let out = make_with("install", prefix, Some(&stage), &["INSTALL_DEBUG=1"]);
     assert!(out.ok(), "make install DESTDIR=... failed:\n{}", out.show());
 
     let root = stage.join("opt/ylokh-test");
@@ -386,28 +429,170 @@ fn install_honours_destdir_and_uninstall_removes_every_file() {
         .map(|f| f.strip_prefix(&root).unwrap().display().to_string())
         .collect();
     names.sort();
-    assert_eq!(
-        names,
-        [
-            "include/ylokh.h".to_owned(),
-            "include/ylokh.hpp".to_owned(),
-            "lib/libylokh.a".to_owned(),
-            "lib/libylokh.so".to_owned(),
-            format!("lib/libylokh.so.{VERSION_MAJOR}"),
-            format!("lib/libylokh.so.{VERSION}"),
-            "lib/pkgconfig/ylokh.pc".to_owned(),
-        ]
+    let mut expected = vec![
+        "include/ylokh.h".to_owned(),
+        "include/ylokh.hpp".to_owned(),
+        format!("lib/.debug/libylokh.so.{VERSION}.debug"),
+        "lib/cmake/ylokh/ylokhConfig.cmake".to_owned(),
+        "lib/cmake/ylokh/ylokhConfigVersion.cmake".to_owned(),
+        "lib/libylokh.a".to_owned(),
+        "lib/libylokh.so".to_owned(),
+        format!("lib/{}", soname()),
+        format!("lib/libylokh.so.{VERSION}"),
+        "lib/pkgconfig/ylokh.pc".to_owned(),
+    ];
+    expected.extend(DOC_FILES.iter().map(|f| format!("share/doc/ylokh/{f}")));
+    expected.extend(
+        man_page_names()
+            .iter()
+            .map(|m| format!("share/man/man3/{m}")),
     );
+    expected.sort();
+    assert_eq!(names, expected);
+
+    // The separate debug info is the library's: it has the debug sections the library lacks.
+    let sections = |file: &Path| {
+        let mut cmd = Command::new(tool("readelf"));
+        cmd.arg("-SW").arg(file);
+        run_ok(cmd, TOOL_LIMIT).stdout
+    };
+    let debug = sections(&root.join(format!("lib/.debug/libylokh.so.{VERSION}.debug")));
+    assert!(debug.contains(".debug_info"), "{debug}");
+
     // The pkg-config file names the final prefix, not the staging directory.
     let pc = fs::read_to_string(root.join("lib/pkgconfig/ylokh.pc")).unwrap();
     assert!(pc.contains("prefix=/opt/ylokh-test\n"), "{pc}");
     assert!(!pc.contains(&stage.display().to_string()), "{pc}");
+    let cmake = fs::read_to_string(root.join("lib/cmake/ylokh/ylokhConfig.cmake")).unwrap();
+    assert!(!cmake.contains(&stage.display().to_string()), "{cmake}");
 
     let out = make("uninstall", prefix, Some(&stage));
     assert!(out.ok(), "make uninstall failed:\n{}", out.show());
     let mut left = Vec::new();
     walk(&stage, &mut left);
     assert!(left.is_empty(), "make uninstall left {left:?}");
+}
+
+#[test]
+fn installed_libraries_are_stripped_and_point_to_their_debug_info() {
+    let inst = installed();
+    let mut cmd = Command::new(tool("readelf"));
+    cmd.arg("-SW").arg(inst.shared_library());
+    let so = run_ok(cmd, TOOL_LIMIT).stdout;
+    assert!(
+        !so.contains(".debug_"),
+        "libylokh.so has debug sections:\n{so}"
+    );
+    assert!(
+        !so.contains(" .symtab "),
+        "libylokh.so keeps its symbol table:\n{so}"
+    );
+    assert!(so.contains(".gnu_debuglink"), "no .gnu_debuglink:\n{so}");
+    let mut cmd = Command::new(tool("readelf"));
+    cmd.args(["--string-dump=.gnu_debuglink"])
+        .arg(inst.shared_library());
+    let link = run_ok(cmd, TOOL_LIMIT).stdout;
+    assert!(
+        link.contains(&format!("libylokh.so.{VERSION}.debug")),
+        "{link}"
+    );
+    let mut cmd = Command::new(tool("readelf"));
+    cmd.arg("-SW").arg(inst.lib().join("libylokh.a"));
+    let archive = run_ok(cmd, TOOL_LIMIT).stdout;
+    assert!(
+        !archive.contains(".debug_"),
+        "libylokh.a has debug sections"
+    );
+}
+
+#[test]
+fn man_pages_and_license_files_are_installed() {
+    let inst = installed();
+    let man_dir = inst.prefix.join("share/man");
+    let mut cmd = Command::new(tool("man"));
+    cmd.args(["-w", "3", "ylokh_chat"])
+        .env("MANPATH", &man_dir)
+        .env_remove("MANPAGER");
+    let out = run_ok(cmd, TOOL_LIMIT);
+    assert_eq!(
+        out.stdout.trim(),
+        man_dir.join("man3/ylokh_chat.3").display().to_string()
+    );
+    let mut cmd = Command::new(tool("man"));
+    cmd.args(["3", "ylokh_chat"])
+        .env("MANPATH", &man_dir)
+        .env("MANWIDTH", "100")
+        .env("PAGER", "cat")
+        .env_remove("MANPAGER")
+        .env_remove("MAN_KEEP_FORMATTING");
+    let out = run_ok(cmd, TOOL_LIMIT);
+    assert!(
+        out.stdout.contains("ylokh_chat - Sends a chat request")
+            && out.stdout.contains("#include <ylokh.h>"),
+        "{}",
+        out.show()
+    );
+    for name in man_page_names() {
+        let installed = fs::read(man_dir.join("man3").join(&name)).unwrap();
+        let committed = fs::read(manifest_dir().join("docs/man/man3").join(&name)).unwrap();
+        assert!(installed == committed, "{name} differs");
+    }
+    for name in DOC_FILES {
+        let installed = fs::read(inst.prefix.join("share/doc/ylokh").join(name))
+            .unwrap_or_else(|e| panic!("share/doc/ylokh/{name}: {e}"));
+        let committed = fs::read(manifest_dir().join(name)).unwrap();
+        assert!(installed == committed, "{name} differs");
+    }
+}
+
+/// `[package.metadata.capi]`, for cargo-c, agrees with `make install`: the same library
+/// and pkg-config names, cargo-c's default SONAME (0.MINOR while 0.x, as build.rs), the
+/// committed headers rather than a second generated one, and man pages that exist.
+#[test]
+fn cargo_c_metadata_matches_make_install() {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
+    cmd.current_dir(manifest_dir())
+        .args(["metadata", "--no-deps", "--format-version", "1"]);
+    let out = run_ok(cmd, TOOL_LIMIT);
+    let meta: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
+    let package = meta["packages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "ylokh")
+        .expect("the ylokh package");
+    let capi = &package["metadata"]["capi"];
+    assert!(capi.is_object(), "no [package.metadata.capi] in Cargo.toml");
+    assert_eq!(capi["header"]["name"], json!("ylokh"));
+    assert_eq!(capi["header"]["subdirectory"], json!(false));
+    assert_eq!(capi["header"]["generation"], json!(false));
+    assert_eq!(capi["library"]["name"], json!("ylokh"));
+    // cargo-c's default suffix for 0.x is 0.MINOR: the SONAME of build.rs and the Makefile.
+    assert!(capi["library"]["version_suffix_components"].is_null());
+    assert!(
+        soversion().starts_with("0."),
+        "1.0 needs version_suffix_components = 1"
+    );
+    assert_eq!(capi["pkg_config"]["name"], json!("ylokh"));
+    assert_eq!(capi["pkg_config"]["filename"], json!("ylokh"));
+    let headers: Vec<&str> = capi["install"]["include"]["asset"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["from"].as_str().unwrap())
+        .collect();
+    assert_eq!(headers, ["include/ylokh.h", "include/ylokh.hpp"]);
+    let data = &capi["install"]["data"];
+    assert_eq!(data["subdirectory"], json!("man"));
+    assert_eq!(
+        data["asset"],
+        json!([{"from": "docs/man/man3/*.3", "to": "man3"}])
+    );
+    assert!(man_page_names().len() > 30);
+    assert!(
+        package["features"].get("capi").is_some(),
+        "cargo-c needs a `capi` feature"
+    );
 }
 
 /// Every file and symlink under `dir`.
@@ -580,8 +765,9 @@ fn build_and_run_chat_example(name: &str, script: &str) -> Vec<String> {
 fn c_example_builds_with_pkg_config_and_links_the_shared_library() {
     let needed = build_and_run_chat_example("shared", SHARED_BUILD);
     assert!(
-        needed.contains(&format!("libylokh.so.{VERSION_MAJOR}")),
-        "the program does not load libylokh.so.{VERSION_MAJOR} by its SONAME: {needed:?}"
+        needed.contains(&soname()),
+        "the program does not load {} by its SONAME: {needed:?}",
+        soname()
     );
 }
 
@@ -624,7 +810,7 @@ fn cmake_consumer_finds_the_installed_library_and_runs() {
     }
     run_ok(cmd, TOOL_LIMIT);
 
-    for exe in ["stream_c", "stream_cpp"] {
+    for exe in ["stream_c", "stream_cpp", "stream_c_static"] {
         let server = Server::always(Script::sse(
             &sse_stream(&["Hel", "lo"]),
             Framing::ChunkedEvery(40),
@@ -640,13 +826,21 @@ fn cmake_consumer_finds_the_installed_library_and_runs() {
             body["messages"],
             json!([{"role": "user", "content": "Say hello"}])
         );
-        // Linked against the installed library, found through its rpath.
         let dynamic = readelf_dynamic(&path);
-        assert!(
-            dynamic.contains(&format!("[libylokh.so.{VERSION_MAJOR}]"))
-                && dynamic.contains(&inst.lib().display().to_string()),
-            "{exe} does not load the installed library:\n{dynamic}"
-        );
+        if exe == "stream_c_static" {
+            // ylokh::ylokh_static: libylokh.a inside, nothing of libylokh loaded.
+            assert!(
+                !needed(&path).iter().any(|n| n.starts_with("libylokh")),
+                "{exe} loads libylokh:\n{dynamic}"
+            );
+        } else {
+            // ylokh::ylokh: linked against the installed library, found through its rpath.
+            assert!(
+                dynamic.contains(&format!("[{}]", soname()))
+                    && dynamic.contains(&inst.lib().display().to_string()),
+                "{exe} does not load the installed library:\n{dynamic}"
+            );
+        }
     }
 
     // A failure reaches the caller with the server's message.
@@ -663,6 +857,61 @@ fn cmake_consumer_finds_the_installed_library_and_runs() {
         "{}",
         out.show()
     );
+}
+
+/// Whether `find_package(ylokh <request> CONFIG)` accepts the installed package.
+fn cmake_finds(request: &str) -> bool {
+    let inst = installed();
+    let outside = Outside::new(&format!("cmake-version-{}", request.replace('.', "_")));
+    let dir = outside.path();
+    fs::write(
+        dir.join("CMakeLists.txt"),
+        format!(
+            "cmake_minimum_required(VERSION 3.19)\nproject(v LANGUAGES NONE)\n\
+             find_package(ylokh {request} CONFIG)\n\
+             message(STATUS \"FOUND=${{ylokh_FOUND}} VERSION=${{ylokh_VERSION}}\")\n"
+        ),
+    )
+    .unwrap();
+    let mut cmd = Command::new(tool("cmake"));
+    cmd.arg("-S")
+        .arg(dir)
+        .arg("-B")
+        .arg(dir.join("build"))
+        .arg(format!("-DCMAKE_PREFIX_PATH={}", inst.prefix.display()));
+    for var in JOBSERVER_ENV {
+        cmd.env_remove(var);
+    }
+    let out = run_ok(cmd, TOOL_LIMIT);
+    if out.stdout.contains(&format!("FOUND=1 VERSION={VERSION}")) {
+        true
+    } else if out.stdout.contains("FOUND=0") {
+        false
+    } else {
+        panic!("unexpected cmake output:\n{}", out.show())
+    }
+}
+
+#[test]
+fn cmake_package_version_follows_the_abi_policy() {
+    let major: u32 = env!("CARGO_PKG_VERSION_MAJOR").parse().unwrap();
+    let minor: u32 = env!("CARGO_PKG_VERSION_MINOR").parse().unwrap();
+    assert_eq!(
+        major, 0,
+        "this test knows the 0.x rules only; update it for 1.0"
+    );
+    // Same minor series: found; the exact version too; and no version asked.
+    assert!(cmake_finds(&format!("0.{minor}")));
+    assert!(cmake_finds(VERSION));
+    assert!(cmake_finds(""));
+    assert!(cmake_finds(&format!("0.{minor}...0.{}", minor + 1)));
+    // Another 0.x minor (may break the ABI), a newer version, or 1.0: not found.
+    assert!(!cmake_finds(&format!("0.{}", minor + 1)));
+    if minor > 0 {
+        assert!(!cmake_finds(&format!("0.{}", minor - 1)));
+    }
+    assert!(!cmake_finds("1.0"));
+    assert!(!cmake_finds(&format!("0.{}...0.{}", minor + 1, minor + 2)));
 }
 
 // ---------------------------------------------------------------------------

@@ -35,14 +35,20 @@ fn generated_files_are_current() {
         let page = format!("{}/{}.3", gen::MAN_DIR, item.name);
         assert!(outputs.iter().any(|o| o.path == page), "no {page}");
     }
-    assert!(outputs.iter().any(|o| o.path == format!("{}/ylokh.3", gen::MAN_DIR)));
+    assert!(outputs
+        .iter()
+        .any(|o| o.path == format!("{}/ylokh.3", gen::MAN_DIR)));
 }
 
 #[test]
 fn every_function_is_documented_and_every_group_has_an_example() {
     let root = manifest_dir();
     let h = gen::read_header(&root).unwrap();
-    assert!(h.functions().count() >= 30, "only {} functions parsed", h.functions().count());
+    assert!(
+        h.functions().count() >= 30,
+        "only {} functions parsed",
+        h.functions().count()
+    );
     let examples = gen::reference::Examples::read(&root).unwrap();
     let problems = gen::reference::lint(&h, &examples);
     assert!(problems.is_empty(), "{problems:#?}");
@@ -82,7 +88,10 @@ fn a_stale_file_is_reported_and_rewritten() {
     );
     assert_eq!(
         written.unwrap(),
-        [format!("{}/gone.3 (removed)", gen::MAN_DIR), "a.md".to_owned()]
+        [
+            format!("{}/gone.3 (removed)", gen::MAN_DIR),
+            "a.md".to_owned()
+        ]
     );
     assert!(after.is_empty(), "{after:?}");
     assert_eq!(a.unwrap(), "new");

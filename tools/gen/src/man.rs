@@ -108,7 +108,12 @@ fn see_also(out: &mut String, names: &[&str]) {
     out.push_str(".SH SEE ALSO\n");
     let last = names.len().saturating_sub(1);
     for (i, n) in names.iter().enumerate() {
-        let _ = writeln!(out, ".BR {} (3){}", escape(n), if i < last { "," } else { "" });
+        let _ = writeln!(
+            out,
+            ".BR {} (3){}",
+            escape(n),
+            if i < last { "," } else { "" }
+        );
     }
 }
 
@@ -160,7 +165,12 @@ fn overview(h: &Header) -> String {
     let preamble: Vec<String> = h
         .preamble
         .iter()
-        .map(|l| l.replace("Conventions for every function below:", "Conventions for every function:"))
+        .map(|l| {
+            l.replace(
+                "Conventions for every function below:",
+                "Conventions for every function:",
+            )
+        })
         .collect();
     paragraphs(&mut out, &preamble);
     for (g, _) in GROUPS {

@@ -154,7 +154,9 @@ fn linked_crates(meta: &Value) -> Result<Vec<Crate>, String> {
         if !seen.insert(id) {
             continue;
         }
-        let node = nodes.get(id).ok_or_else(|| format!("{id} not in the graph"))?;
+        let node = nodes
+            .get(id)
+            .ok_or_else(|| format!("{id} not in the graph"))?;
         for dep in node["deps"].as_array().into_iter().flatten() {
             let normal = dep["dep_kinds"]
                 .as_array()
@@ -208,7 +210,12 @@ fn texts_of(c: &Crate) -> Result<Vec<PathBuf>, String> {
         }
     }
     files.sort();
-    let name = |p: &PathBuf| p.file_name().unwrap_or_default().to_string_lossy().into_owned();
+    let name = |p: &PathBuf| {
+        p.file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned()
+    };
     let mut picked: Vec<PathBuf> = files
         .iter()
         .filter(|f| name(f).to_uppercase().starts_with("NOTICE"))
@@ -216,14 +223,20 @@ fn texts_of(c: &Crate) -> Result<Vec<PathBuf>, String> {
         .collect();
     let unnamed: Vec<&PathBuf> = files
         .iter()
-        .filter(|f| license_of_file(&name(f)).is_none() && !name(f).to_uppercase().starts_with("NOTICE"))
+        .filter(|f| {
+            license_of_file(&name(f)).is_none() && !name(f).to_uppercase().starts_with("NOTICE")
+        })
         .collect();
     for license in &c.chosen {
         let named: Vec<&PathBuf> = files
             .iter()
             .filter(|f| license_of_file(&name(f)) == Some(license))
             .collect();
-        let use_files = if named.is_empty() { unnamed.clone() } else { named };
+        let use_files = if named.is_empty() {
+            unnamed.clone()
+        } else {
+            named
+        };
         if use_files.is_empty() {
             return Err(format!(
                 "{} {}: ships no license text for {license} (in {})",

@@ -82,11 +82,7 @@ fn groups_in_use(h: &Header) -> Vec<&'static str> {
 
 pub fn markdown(h: &Header, examples: &Examples) -> String {
     let mut md = String::new();
-    let _ = writeln!(
-        md,
-        "# libylokh C API reference (version {})\n",
-        h.version()
-    );
+    let _ = writeln!(md, "# libylokh C API reference (version {})\n", h.version());
     md.push_str(
         "<!-- Generated from include/ylokh.h and docs/examples/ by tools/gen; do not edit. \
          Regenerate with: make docs -->\n\n",
