@@ -5,8 +5,9 @@ use std::io::Read;
 use std::ops::ControlFlow;
 use std::time::{Duration, Instant};
 
+use ureq::http::Response;
 use ureq::http::Uri;
-use ureq::Agent;
+use ureq::{Agent, Body};
 
 use crate::backoff::{backoff, retry_after, sleep_unless_cancelled};
 use crate::cancel::CancelToken;
@@ -60,6 +61,8 @@ impl Call<'_> {
         format!("{:.1} ms", self.started.elapsed().as_secs_f64() * 1000.0)
     }
 
+    /// Sends the request, following 307/308 redirects and retrying what may be retried,
+    /// until a reply has been read to its end or the call fails for good.
     pub(crate) fn run(
         &self,
         request: &ChatRequest,
@@ -130,6 +133,7 @@ impl Call<'_> {
         }
     }
 
+    /// One request and its reply: send it, turn away what is not a 2xx reply, read the rest.
     fn attempt(
         &self,
         url: &str,
@@ -138,6 +142,29 @@ impl Call<'_> {
         deadline: Option<Instant>,
         on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
     ) -> Result<Attempt, Failure> {
+        let response = self.send(url, send_auth, request, deadline)?;
+        let status = response.status().as_u16();
+        self.log(|| format!("HTTP {status} after {}", self.elapsed()));
+        if let Some(location) = followed_redirect(&response) {
+            return Ok(Attempt::Redirect(location));
+        }
+        if !response.status().is_success() {
+            return Err(rejection(response));
+        }
+        read_reply(response, self.settings.max_event_bytes, on_event)
+            .map(|()| Attempt::Done)
+            .map_err(|e| Failure::from(e.with_http_status(status)))
+    }
+
+    /// Sends the request to `url` with the configured headers, the credentials when
+    /// `send_auth`, and what is left of the deadline as the bound of this attempt.
+    fn send(
+        &self,
+        url: &str,
+        send_auth: bool,
+        request: &ChatRequest,
+        deadline: Option<Instant>,
+    ) -> Result<Response<Body>, Failure> {
         let settings = self.settings;
         let mut builder = self
             .agent
@@ -160,7 +187,7 @@ impl Call<'_> {
             }
             builder = builder.config().timeout_global(Some(left)).build();
         }
-        let response = builder.send(request.body()).map_err(|e| {
+        builder.send(request.body()).map_err(|e| {
             use std::io::ErrorKind as Io;
             let stale = matches!(&e, ureq::Error::Io(io) if matches!(io.kind(),
             Io::UnexpectedEof | Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe));
@@ -171,62 +198,71 @@ impl Call<'_> {
                 retry_after: None,
                 stale,
             }
-        })?;
+        })
+    }
+}
 
-        let status = response.status().as_u16();
-        self.log(|| format!("HTTP {status} after {}", self.elapsed()));
-        let headers = response.headers();
-        let location = headers.get("location").and_then(|v| v.to_str().ok());
-        if let (307 | 308, Some(location)) = (status, location) {
-            return Ok(Attempt::Redirect(location.to_owned()));
+/// The `Location` of a 307 or 308 reply: the same request goes there.
+fn followed_redirect(response: &Response<Body>) -> Option<String> {
+    let location = response.headers().get("location")?.to_str().ok()?;
+    matches!(response.status().as_u16(), 307 | 308).then(|| location.to_owned())
+}
+
+/// A reply other than 2xx (or a followed redirect) as a failure: its status, the server's
+/// message from the start of its body, and whether another attempt may help.
+fn rejection(response: Response<Body>) -> Failure {
+    let status = response.status().as_u16();
+    let headers = response.headers();
+    let location = headers.get("location").and_then(|v| v.to_str().ok());
+    // 301, 302 and 303 would turn the POST into a GET without the conversation.
+    let moved = match location {
+        Some(to) if response.status().is_redirection() => {
+            format!(" (redirect to {to} not followed: point the base URL at the new address)")
         }
-        if !(200..300).contains(&status) {
-            // 301, 302 and 303 would turn the POST into a GET without the conversation.
-            let moved = match location {
-                Some(to) if response.status().is_redirection() => {
-                    format!(
-                        " (redirect to {to} not followed: point the base URL at the new address)"
-                    )
-                }
-                _ => String::new(),
-            };
-            let retry_after = retry_after(headers);
-            let reason = response.status().canonical_reason().unwrap_or("");
-            let mut body = Vec::new();
-            let _ = response
-                .into_body()
-                .into_reader()
-                .take(ERROR_BODY_LIMIT)
-                .read_to_end(&mut body);
-            let detail = if body.iter().all(u8::is_ascii_whitespace) {
-                "no message".to_owned()
-            } else {
-                chunk::error_text_from_body(&body)
-            };
-            return Err(Failure {
-                error: Error::new(
-                    ErrorKind::HttpStatus,
-                    format!("HTTP {status} {reason}: {detail}{moved}"),
-                )
-                .with_http_status(status),
-                retryable: matches!(status, 408 | 429) || status >= 500,
-                retry_after,
-                stale: false,
-            });
-        }
-        let is_json = headers
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
-        let reader = response.into_body().into_reader();
-        let result = if is_json {
-            read_whole_reply(reader, settings.max_event_bytes, on_event)
-        } else {
-            read_stream(reader, settings.max_event_bytes, on_event)
-        };
-        result
-            .map(|()| Attempt::Done)
-            .map_err(|e| Failure::from(e.with_http_status(status)))
+        _ => String::new(),
+    };
+    let retry_after = retry_after(headers);
+    let reason = response.status().canonical_reason().unwrap_or("");
+    let mut body = Vec::new();
+    let _ = response
+        .into_body()
+        .into_reader()
+        .take(ERROR_BODY_LIMIT)
+        .read_to_end(&mut body);
+    let detail = if body.iter().all(u8::is_ascii_whitespace) {
+        "no message".to_owned()
+    } else {
+        chunk::error_text_from_body(&body)
+    };
+    Failure {
+        error: Error::new(
+            ErrorKind::HttpStatus,
+            format!("HTTP {status} {reason}: {detail}{moved}"),
+        )
+        .with_http_status(status),
+        retryable: matches!(status, 408 | 429) || status >= 500,
+        retry_after,
+        stale: false,
+    }
+}
+
+/// Reads a 2xx reply: a JSON body whole (a non-streaming reply, or an error sent in place
+/// of a stream), anything else as an event stream.
+fn read_reply(
+    response: Response<Body>,
+    max_event_bytes: usize,
+    on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
+) -> Result<(), Error> {
+    let is_json = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
+    let reader = response.into_body().into_reader();
+    if is_json {
+        read_whole_reply(reader, max_event_bytes, on_event)
+    } else {
+        read_stream(reader, max_event_bytes, on_event)
     }
 }
 
