@@ -18,6 +18,7 @@ mod client;
 mod conversation;
 mod error;
 pub mod ffi;
+mod message;
 mod request;
 mod sse;
 mod transport;
@@ -29,6 +30,7 @@ pub use client::{
 };
 pub use conversation::Conversation;
 pub use error::{Error, ErrorKind};
+pub use message::{Message, ToolCall};
 pub use request::{parse_messages, parse_options, ChatRequest, DEFAULT_MODEL};
 
 /// Facts about the original `Ylokh` provider of gpt4free, kept for callers that list providers.
