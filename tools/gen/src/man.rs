@@ -41,11 +41,25 @@ fn code_block(out: &mut String, code: &str) {
     out.push_str(".RE\n.fi\n");
 }
 
-/// Doc comment lines (without `# ` headings) as paragraphs and bullet lists.
+/// Doc comment lines (without `# ` headings) as paragraphs, bullet lists and code blocks.
 fn paragraphs(out: &mut String, lines: &[String]) {
     let mut open = false;
+    let mut code: Option<Vec<&str>> = None;
     for line in lines {
         let t = line.trim_end();
+        // A fenced code block (```c ... ```), kept as written.
+        if t.trim_start().starts_with("```") {
+            match code.take() {
+                Some(block) => code_block(out, &block.join("\n")),
+                None => code = Some(Vec::new()),
+            }
+            open = false;
+            continue;
+        }
+        if let Some(block) = code.as_mut() {
+            block.push(t);
+            continue;
+        }
         if t.trim().is_empty() {
             open = false;
             continue;
