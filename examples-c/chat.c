@@ -18,8 +18,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
+#include "portable.h"
 #include "ylokh.h"
 
 /* ---- A growable string, and a JSON string escaper to build the messages array ---- */
@@ -230,7 +230,7 @@ int main(int argc, char **argv) {
     }
 
     /* ---- The call: blocks until the answer is complete; tokens arrive meanwhile ---- */
-    st.stderr_tty = isatty(STDERR_FILENO);
+    st.stderr_tty = port_isatty(stderr);
     fprintf(stderr, "[waiting for the first token...]%s", st.stderr_tty ? "" : "\n");
     fflush(stderr);
     status = ylokh_chat(client, model, messages.data, options, on_token, &st);
