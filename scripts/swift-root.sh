@@ -49,7 +49,8 @@ setup() {
     echo "swift-root: installing swiftlang in the root" >&2
     in_root "$tmp" "" env DEBIAN_FRONTEND=noninteractive sh -c \
         'apt-get update -qq && apt-get install -y -qq --no-install-recommends swiftlang pkg-config libc6-dev ca-certificates && apt-get clean' \
-        || die "installing swiftlang in the root failed"
+        >"$cache/swift-root.apt.log" 2>&1 \
+        || { tail -n 30 "$cache/swift-root.apt.log" >&2; die "installing swiftlang in the root failed (log: $cache/swift-root.apt.log)"; }
     in_root "$tmp" "" swift --version >&2
     echo "$want" >"$tmp/.ylokh-swift-root"
     mv "$tmp" "$root"
