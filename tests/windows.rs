@@ -157,8 +157,8 @@ enum Import {
 
 /// Compiles a C program for Windows once per run and returns the `.exe`.
 fn program(name: &str, import: Import) -> PathBuf {
-    static BUILT: OnceLock<Mutex<HashMap<(String, Import), Result<PathBuf, String>>>> =
-        OnceLock::new();
+    type Built = HashMap<(String, Import), Result<PathBuf, String>>;
+    static BUILT: OnceLock<Mutex<Built>> = OnceLock::new();
     let source = match name {
         "test_basic" | "test_events" | "test_threads" => format!("tests/c/{name}.c"),
         "chat" | "multiturn" | "cancel" => format!("examples-c/{name}.c"),
