@@ -17,8 +17,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "portable.h"
 #include "ylokh.h"
+
+/* isatty: POSIX's unistd.h, or the Windows C runtime's io.h. */
+#ifdef _WIN32
+#include <io.h>
+#define isatty _isatty
+#define fileno _fileno
+#else
+#include <unistd.h>
+#endif
 
 /* Reads one line of any length into *buf (grown as needed), without its line end.
  * Returns its length, or -1 at the end of input or when out of memory. (POSIX has
@@ -127,7 +135,7 @@ int main(int argc, char **argv) {
         char *line = NULL;
         size_t cap = 0;
         long n;
-        int interactive = port_isatty(stdin);
+        int interactive = isatty(fileno(stdin));
         while (!failed) {
             if (interactive) {
                 fputs("you> ", stderr);

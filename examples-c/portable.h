@@ -1,7 +1,7 @@
 /*
- * portable.h: the little the examples and the C tests need beyond C99 (threads, a lock,
- * a condition variable, sleeping, a monotonic clock, "is this a terminal?"), on POSIX
- * (pthreads) and on Windows (Win32 threads, for MSVC and MinGW alike: no winpthreads).
+ * portable.h: the little cancel.c and the C tests need beyond C99 (threads, a lock, a
+ * condition variable, sleeping, a monotonic clock), on POSIX (pthreads) and on Windows
+ * (Win32 threads, for MSVC and MinGW alike: no winpthreads).
  *
  * Copy it with the example you start from. libylokh itself needs none of this: it is only
  * how these programs make a second thread to show cancellation and sharing a client.
@@ -10,7 +10,6 @@
 #ifndef YLOKH_EXAMPLE_PORTABLE_H
 #define YLOKH_EXAMPLE_PORTABLE_H
 
-#include <stdio.h>
 #include <stdlib.h>
 
 #ifdef _WIN32
@@ -18,12 +17,10 @@
 #define WIN32_LEAN_AND_MEAN
 #endif
 #include <windows.h>
-#include <io.h>
 #else
 #include <errno.h>
 #include <pthread.h>
 #include <time.h>
-#include <unistd.h>
 #endif
 
 /* A thread runs `fn(arg)`; port_thread_join waits for it. */
@@ -95,8 +92,6 @@ static inline double port_now_ms(void) {
 }
 
 static inline void port_sleep_ms(long ms) { Sleep(ms > 0 ? (DWORD)ms : 0); }
-
-static inline int port_isatty(FILE *f) { return _isatty(_fileno(f)); }
 
 #else /* POSIX */
 
@@ -173,8 +168,6 @@ static inline void port_sleep_ms(long ms) {
     while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
     }
 }
-
-static inline int port_isatty(FILE *f) { return isatty(fileno(f)); }
 
 #endif
 
