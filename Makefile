@@ -52,8 +52,10 @@ fuzz:
 	  $(CARGO) fuzz run -s none $$t -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -dict=fuzz/sse.dict || exit 1; \
 	done
 
+# The Go module carries a copy of the header (go/ylokh_vendored.h; tests/ecosystem.rs checks it).
 header:
 	YLOKH_BLESS=1 $(CARGO) test --test header
+	cp include/ylokh.h go/ylokh_vendored.h
 
 # The C API from C only: tests/c/*.c and examples-c/*.c, compiled with $(CC) against the
 # library cargo builds for the test, run against a scripted local server (also part of

@@ -8,7 +8,9 @@
 //! - the CMake consumer in `examples-cmake/` (pkg_check_modules);
 //! - the C++ wrapper `include/ylokh.hpp` through `tests/cpp/test_ylokh.cpp`, built with
 //!   `g++ -std=c++17 -Wall -Wextra -Werror` and more;
-//! - the Go module in `go/`: gofmt, go vet, go test (its own loopback server);
+//! - the Go module in `go/`: gofmt, go vet, go test -race (its own loopback server), the
+//!   vendored header, the build error without cgo, linking with and without pkg-config, and
+//!   a user's program in a module of its own, vendored and built against the installed library;
 //! - `docs/reference.md`, generated from the header (`YLOKH_BLESS=1 cargo test --test
 //!   ecosystem reference` rewrites it), and the Swift wrapper's use of the header.
 //!
@@ -835,12 +837,17 @@ fn cpp_version_matches_cargo_toml() {
 // Go
 // ---------------------------------------------------------------------------
 
-/// A `go`/`gofmt` command in go/ with caches under target/ and no network.
-fn go_command(name: &str) -> Command {
+/// The Go module's path (go/go.mod): where `go get` finds it once the repository is published.
+const GO_MODULE: &str = "github.com/libylokh/libylokh/go";
+
+/// A `go`/`gofmt` command in `dir` with caches under target/ and no network. The installed
+/// library is found through pkg-config, as in a Go user's build; the rpath only lets the
+/// test programs start without LD_LIBRARY_PATH.
+fn go_command(name: &str, dir: &Path) -> Command {
     let inst = installed();
     let go_dir = work_dir().join("go");
     let mut cmd = Command::new(tool(name));
-    cmd.current_dir(manifest_dir().join("go"))
+    cmd.current_dir(dir)
         .env("GOPATH", go_dir.join("path"))
         .env("GOCACHE", go_dir.join("cache"))
         .env("GOMODCACHE", go_dir.join("path/pkg/mod"))
@@ -851,10 +858,13 @@ fn go_command(name: &str) -> Command {
         .env("GOENV", "off")
         .env("GO111MODULE", "on")
         .env("CGO_ENABLED", "1")
+        .env("PKG_CONFIG_PATH", inst.pkgconfig_dir())
         .env(
             "CGO_LDFLAGS",
-            format!("-L{lib} -Wl,-rpath,{lib}", lib = inst.lib().display()),
-        );
+            format!("-Wl,-rpath,{}", inst.lib().display()),
+        )
+        .env_remove("CGO_CFLAGS")
+        .env_remove("PKG_CONFIG");
     if std::env::var_os("CC").is_some() {
         cmd.env("CC", c_compiler());
     }
@@ -864,9 +874,13 @@ fn go_command(name: &str) -> Command {
     cmd
 }
 
+fn go_module_dir() -> PathBuf {
+    manifest_dir().join("go")
+}
+
 #[test]
-fn go_module_is_gofmt_clean_vets_and_passes_its_tests() {
-    let mut cmd = go_command("gofmt");
+fn go_module_is_gofmt_clean_vets_and_passes_its_tests_under_the_race_detector() {
+    let mut cmd = go_command("gofmt", &go_module_dir());
     cmd.args(["-l", "."]);
     let out = run_ok(cmd, GO_LIMIT);
     assert!(
@@ -875,17 +889,183 @@ fn go_module_is_gofmt_clean_vets_and_passes_its_tests() {
         out.stdout
     );
 
-    let mut cmd = go_command("go");
+    let mut cmd = go_command("go", &go_module_dir());
     cmd.args(["vet", "./..."]);
     run_ok(cmd, GO_LIMIT);
 
-    let mut cmd = go_command("go");
-    cmd.args(["test", "-count=1", "-v", "./..."]);
+    let mut cmd = go_command("go", &go_module_dir());
+    cmd.args(["test", "-race", "-count=1", "-v", "./..."]);
     let out = run_ok(cmd, GO_LIMIT);
+    for test in [
+        "TestErrorsBelongToTheirCall",
+        "TestContextCancelStopsASilentServer",
+        "TestRequestSendsTypedFieldsAndOptions",
+    ] {
+        assert!(
+            out.stdout.contains(&format!("--- PASS: {test}")),
+            "{test} did not pass:\n{}",
+            out.show()
+        );
+    }
+    assert!(!out.stdout.contains("WARNING: DATA RACE"), "{}", out.show());
+}
+
+/// The module carries its own copy of the header (so `go get` and `go mod vendor` need
+/// nothing outside it); it must be the repository's. `YLOKH_BLESS=1` (`make header`)
+/// refreshes it.
+#[test]
+fn go_module_vendors_the_current_header() {
+    let header = fs::read(manifest_dir().join("include/ylokh.h")).unwrap();
+    let copy_path = go_module_dir().join("ylokh_vendored.h");
+    if std::env::var_os("YLOKH_BLESS").is_some_and(|v| v == "1") {
+        fs::write(&copy_path, &header).unwrap();
+    }
+    let copy = fs::read(&copy_path).unwrap_or_default();
     assert!(
-        out.stdout.contains("--- PASS: TestErrorsBelongToTheirCall"),
+        copy == header,
+        "go/ylokh_vendored.h differs from include/ylokh.h: run `make header` (or \
+         YLOKH_BLESS=1 cargo test --test ecosystem go_module_vendors)"
+    );
+    let go_mod = fs::read_to_string(go_module_dir().join("go.mod")).unwrap();
+    assert_eq!(
+        go_mod.lines().next(),
+        Some(format!("module {GO_MODULE}").as_str())
+    );
+}
+
+#[test]
+fn go_build_without_cgo_fails_with_a_clear_message() {
+    let mut cmd = go_command("go", &go_module_dir());
+    cmd.env("CGO_ENABLED", "0").args(["build", "./..."]);
+    let out = run_bounded(cmd, None, GO_LIMIT);
+    assert!(!out.ok(), "built without cgo:\n{}", out.show());
+    assert!(
+        out.stderr
+            .contains("ylokh_needs_cgo__build_with_CGO_ENABLED_1_and_libylokh_installed"),
         "{}",
         out.show()
+    );
+}
+
+#[test]
+fn go_links_through_pkg_config_or_cgo_ldflags_with_a_build_tag() {
+    // By default the flags come from pkg-config: with a pkg-config that fails, so does the
+    // build.
+    let mut cmd = go_command("go", &go_module_dir());
+    cmd.env("PKG_CONFIG", "false").args(["build", "./..."]);
+    let out = run_bounded(cmd, None, GO_LIMIT);
+    assert!(!out.ok(), "pkg-config was not used:\n{}", out.show());
+    // go runs "$PKG_CONFIG --cflags -- ylokh" and reports its failure.
+    assert!(
+        out.stderr.contains("false --cflags") && out.stderr.contains("ylokh"),
+        "{}",
+        out.show()
+    );
+
+    // -tags ylokh_nopkgconfig: only CGO_LDFLAGS, no pkg-config at all.
+    let lib = installed().lib();
+    let mut cmd = go_command("go", &go_module_dir());
+    cmd.env("PKG_CONFIG", "false")
+        .env_remove("PKG_CONFIG_PATH")
+        .env(
+            "CGO_LDFLAGS",
+            format!("-L{lib} -Wl,-rpath,{lib}", lib = lib.display()),
+        )
+        .args([
+            "test",
+            "-count=1",
+            "-tags",
+            "ylokh_nopkgconfig",
+            "-run",
+            "TestVersion",
+            "./...",
+        ]);
+    run_ok(cmd, GO_LIMIT);
+}
+
+/// A Go user's program: a module of its own outside the repository, requiring the module by
+/// its path (pointed at the checkout with `replace`, as the proxy would serve it),
+/// vendored with `go mod vendor`, built with `-mod=vendor` against the installed library.
+const GO_USER_MAIN: &str = r#"package main
+
+import (
+	"context"
+	"fmt"
+	"os"
+
+	ylokh "github.com/libylokh/libylokh/go"
+)
+
+func main() {
+	client, err := ylokh.NewClient()
+	if err != nil {
+		panic(err)
+	}
+	defer client.Close()
+	req := ylokh.Request{
+		Model:       "user-model",
+		Messages:    []ylokh.Message{{Role: "user", Content: os.Args[1]}},
+		MaxTokens:   16,
+		Temperature: ylokh.Float(0.5),
+	}
+	err = client.Do(context.Background(), req, func(token string) error {
+		fmt.Print(token)
+		return nil
+	})
+	fmt.Println()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+"#;
+
+#[test]
+fn go_program_outside_the_tree_vendors_the_module_and_runs() {
+    let outside = Outside::new("go-user");
+    let dir = outside.path();
+    fs::write(
+        dir.join("go.mod"),
+        format!(
+            "module example.com/chat\n\ngo 1.19\n\nrequire {GO_MODULE} v0.1.0\n\n\
+             replace {GO_MODULE} => {}\n",
+            go_module_dir().display()
+        ),
+    )
+    .unwrap();
+    fs::write(dir.join("main.go"), GO_USER_MAIN).unwrap();
+
+    let mut cmd = go_command("go", dir);
+    cmd.args(["mod", "vendor"]);
+    run_ok(cmd, GO_LIMIT);
+    let vendored = dir.join("vendor").join(GO_MODULE);
+    for file in ["ylokh_vendored.h", "shim.h", "shim.c", "ylokh.go"] {
+        assert!(vendored.join(file).is_file(), "{file} was not vendored");
+    }
+
+    let mut cmd = go_command("go", dir);
+    cmd.env("GOFLAGS", "-mod=vendor")
+        .args(["build", "-o", "chat", "."]);
+    run_ok(cmd, GO_LIMIT);
+
+    let server = Server::always(Script::sse(
+        &sse_stream(&["Hel", "lo"]),
+        Framing::ChunkedEvery(16),
+    ));
+    let mut cmd = program(dir.join("chat"));
+    cmd.env("YLOKH_BASE_URL", server.base_url())
+        .env_remove("LD_LIBRARY_PATH")
+        .arg("Say hello")
+        .current_dir(dir);
+    let out = run_ok(cmd, RUN_LIMIT);
+    assert_eq!(out.stdout, "Hello\n", "{}", out.show());
+    let body = server.requests()[0].json();
+    assert_eq!(body["model"], json!("user-model"));
+    assert_eq!(body["max_tokens"], json!(16));
+    assert_eq!(body["temperature"], json!(0.5));
+    assert_eq!(
+        body["messages"],
+        json!([{"role": "user", "content": "Say hello"}])
     );
 }
 

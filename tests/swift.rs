@@ -19,9 +19,9 @@ use common::process::{manifest_dir, profile_dir, run_bounded, Outcome, SCRUBBED_
 use common::*;
 use serde_json::json;
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// Bound on `make install` (a build of the library).
@@ -52,7 +52,12 @@ fn work_dir() -> PathBuf {
 /// `make install` into `target/<profile>/swift/prefix`, sharing the build directory of
 /// tests/ecosystem.rs (`target/<profile>/ecosystem/cargo-target`), so the library is built
 /// once per run.
-fn install() -> PathBuf {
+fn install() -> &'static Path {
+    static PREFIX: OnceLock<PathBuf> = OnceLock::new();
+    PREFIX.get_or_init(make_install)
+}
+
+fn make_install() -> PathBuf {
     let prefix = work_dir().join("prefix");
     let profile = match profile_dir().file_name().and_then(|n| n.to_str()) {
         Some("debug") => "dev".to_owned(),
@@ -116,36 +121,57 @@ fn stall_and_probe() -> (Arc<Server>, Server) {
     (stall, probe)
 }
 
-fn swift_test(prefix: &std::path::Path, servers: &[(&str, String)]) -> Outcome {
+/// `args` run inside the Swift root (in the repository's directory), with `env` set there.
+fn in_swift_root(args: &[&str], env: &[(String, String)]) -> Outcome {
     // Not root: chroot and mount namespaces are out of reach, so the test cannot run.
     assert!(
         is_root(),
         "the Swift tests need root (debootstrap, chroot): run make test as root"
     );
-    let lib = prefix.join("lib");
     let mut cmd = Command::new(manifest_dir().join("scripts/swift-root.sh"));
     cmd.current_dir(manifest_dir())
         .arg("run")
         .arg("env")
-        .arg(format!(
-            "PKG_CONFIG_PATH={}",
-            lib.join("pkgconfig").display()
-        ))
-        .arg(format!("LD_LIBRARY_PATH={}", lib.display()))
-        .args(["swift", "test", "--package-path", "swift", "--scratch-path"])
-        .arg(work_dir().join("build"))
-        // Swift 6 language mode (the package's tools version) and no warning at all.
-        .args(["-Xswiftc", "-warnings-as-errors"])
+        .args(env.iter().map(|(k, v)| format!("{k}={v}")))
+        .args(args)
         // The build tree may live outside the checkout (CARGO_TARGET_DIR).
         .env("YLOKH_SWIFT_BINDS", profile_dir())
         .env_remove("LD_LIBRARY_PATH");
     for var in SCRUBBED_ENV.iter().chain(JOBSERVER_ENV) {
         cmd.env_remove(var);
     }
-    for (name, url) in servers {
-        cmd.env(format!("YLOKH_SWIFT_TEST_{name}"), url);
-    }
     run_bounded(cmd, None, SWIFT_LIMIT)
+}
+
+/// PKG_CONFIG_PATH for the installed library, as a Swift user sets it.
+fn pkg_config_env() -> (String, String) {
+    (
+        "PKG_CONFIG_PATH".to_owned(),
+        install().join("lib/pkgconfig").display().to_string(),
+    )
+}
+
+fn swift_test(servers: &[(&str, String)]) -> Outcome {
+    let lib = install().join("lib").display().to_string();
+    let mut env = vec![pkg_config_env(), ("LD_LIBRARY_PATH".to_owned(), lib)];
+    for (name, url) in servers {
+        env.push((format!("YLOKH_SWIFT_TEST_{name}"), url.clone()));
+    }
+    let scratch = work_dir().join("build").display().to_string();
+    in_swift_root(
+        &[
+            "swift",
+            "test",
+            "--package-path",
+            "swift",
+            "--scratch-path",
+            &scratch,
+            // Swift 6 language mode (the package's tools version) and no warning at all.
+            "-Xswiftc",
+            "-warnings-as-errors",
+        ],
+        &env,
+    )
 }
 
 /// Whether this process runs as root (the uid from /proc, without unsafe code).
@@ -162,8 +188,6 @@ fn is_root() -> bool {
 
 #[test]
 fn swift_package_builds_in_swift_6_mode_and_passes_its_tests() {
-    let prefix = install();
-
     let tokens = [
         "Hel",
         "lo",
@@ -181,19 +205,16 @@ fn swift_package_builds_in_swift_6_mode_and_passes_its_tests() {
     let (stall_task, probe_task) = stall_and_probe();
     let echo = Server::echo();
 
-    let out = swift_test(
-        &prefix,
-        &[
-            ("STREAM", stream.base_url()),
-            ("ERROR", error.base_url()),
-            ("CLOSED", closed_url()),
-            ("STALL", stall.base_url()),
-            ("PROBE", probe.base_url()),
-            ("STALL_TASK", stall_task.base_url()),
-            ("PROBE_TASK", probe_task.base_url()),
-            ("ECHO", echo.base_url()),
-        ],
-    );
+    let out = swift_test(&[
+        ("STREAM", stream.base_url()),
+        ("ERROR", error.base_url()),
+        ("CLOSED", closed_url()),
+        ("STALL", stall.base_url()),
+        ("PROBE", probe.base_url()),
+        ("STALL_TASK", stall_task.base_url()),
+        ("PROBE_TASK", probe_task.base_url()),
+        ("ECHO", echo.base_url()),
+    ]);
     let report = format!("{}{}", out.stdout, out.stderr);
     assert!(out.ok(), "swift test failed:\n{}", out.show());
     for test in SWIFT_TESTS {
@@ -234,5 +255,75 @@ fn swift_package_builds_in_swift_6_mode_and_passes_its_tests() {
                    {"role": "assistant", "content": "echo: Hello"},
                    {"role": "user", "content": "How are \"you\"?"}]),
         ]
+    );
+}
+
+/// The README's Swift program, as a package of its own outside `swift/` that depends on it
+/// by path, built with the README's command and run against a loopback server.
+#[test]
+fn readme_swift_program_builds_and_streams() {
+    let readme = std::fs::read_to_string(manifest_dir().join("README.md")).unwrap();
+    let program = readme
+        .split("```swift\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("a swift block in the README");
+    const README_URL: &str = "http://127.0.0.1:8080/v1";
+    assert!(program.contains(README_URL), "{program}");
+    let server = Server::always(Script::sse(
+        &sse_stream(&["blue", " and", " wide"]),
+        Framing::ChunkedEvery(16),
+    ));
+    let dir = work_dir().join("readme-program");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("Sources/hello")).unwrap();
+    std::fs::write(
+        dir.join("Package.swift"),
+        format!(
+            "// swift-tools-version:6.0\n\
+             import PackageDescription\n\
+             let package = Package(name: \"hello\",\n\
+             \x20   dependencies: [.package(path: \"{}\")],\n\
+             \x20   targets: [.executableTarget(name: \"hello\",\n\
+             \x20       dependencies: [.product(name: \"Ylokh\", package: \"swift\")])])\n",
+            manifest_dir().join("swift").display()
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.join("Sources/hello/main.swift"),
+        program.replace(README_URL, &server.base_url()),
+    )
+    .unwrap();
+
+    let lib = install().join("lib").display().to_string();
+    let package = dir.display().to_string();
+    let out = in_swift_root(
+        &[
+            "swift",
+            "build",
+            "--package-path",
+            &package,
+            "-Xlinker",
+            "-rpath",
+            "-Xlinker",
+            &lib,
+        ],
+        &[pkg_config_env()],
+    );
+    assert!(
+        out.ok(),
+        "building the README's program failed:\n{}",
+        out.show()
+    );
+    let exe = dir.join(".build/debug/hello").display().to_string();
+    let out = in_swift_root(&[&exe], &[]);
+    assert!(out.ok(), "{}", out.show());
+    assert_eq!(out.stdout, "blue and wide\n", "{}", out.show());
+    let body = server.requests()[0].json();
+    assert_eq!(body["max_tokens"], json!(32));
+    assert_eq!(
+        body["messages"],
+        json!([{"role": "user", "content": "The sky is"}])
     );
 }
