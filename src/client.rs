@@ -4,7 +4,7 @@ use std::io::Read;
 use std::ops::ControlFlow;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use ureq::http::{HeaderName, HeaderValue, Uri};
@@ -215,7 +215,7 @@ fn redact(error: Error, secrets: &[String]) -> Error {
 /// Set by another thread to stop a call: the call returns [`ErrorKind::Aborted`] within
 /// about 50 ms, even while it waits for a silent server.
 #[derive(Debug, Clone, Default)]
-pub struct CancelToken(Arc<AtomicBool>);
+pub struct CancelToken(Arc<AtomicBool>, Arc<Mutex<Vec<Weak<AtomicBool>>>>);
 
 impl CancelToken {
     pub fn new() -> CancelToken {
@@ -224,6 +224,24 @@ impl CancelToken {
     /// Ask every call using this token to stop. Stays set until [`CancelToken::reset`].
     pub fn cancel(&self) {
         self.0.store(true, Ordering::SeqCst);
+        let linked = self.1.lock().unwrap_or_else(|e| e.into_inner());
+        for token in linked.iter().filter_map(Weak::upgrade) {
+            token.store(true, Ordering::SeqCst);
+        }
+    }
+    /// Makes [`CancelToken::cancel`] of this token cancel `other` too (now, if this one is
+    /// cancelled already). Resetting this token does not reset `other`. A stream watches its
+    /// own token this way, so that closing it stops only it.
+    pub(crate) fn link(&self, other: &CancelToken) {
+        {
+            let mut linked = self.1.lock().unwrap_or_else(|e| e.into_inner());
+            // Tokens of finished calls are dropped on the way, so the list stays short.
+            linked.retain(|w| w.strong_count() > 0);
+            linked.push(Arc::downgrade(&other.0));
+        }
+        if self.is_cancelled() {
+            other.0.store(true, Ordering::SeqCst);
+        }
     }
     pub fn reset(&self) {
         self.0.store(false, Ordering::SeqCst);
@@ -434,23 +452,14 @@ impl Client {
         cancel: Option<&CancelToken>,
         on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
     ) -> Result<(), Error> {
-        let Some(_guard) = CallGuard::enter(cancel.map(CancelToken::flag)) else {
-            return Err(Error::invalid(
-                "a chat cannot be started from inside a callback of another chat on the same thread",
-            ));
-        };
+        self.prepare()?.chat(request, cancel, on_event)
+    }
+
+    /// What a call needs from the client, taken now: the pull API runs it on a worker
+    /// thread that must not depend on the client staying alive.
+    pub(crate) fn prepare(&self) -> Result<PreparedCall, Error> {
         let (settings, agent) = self.snapshot()?;
-        let call = Call {
-            secrets: settings.secrets(),
-            settings: &settings,
-            agent: &agent,
-            started: Instant::now(),
-        };
-        let result = call.run(request, cancel, on_event);
-        if let Err(e) = &result {
-            call.log(|| format!("failed after {}: {e}", call.elapsed()));
-        }
-        result.map_err(|e| redact(e, &call.secrets))
+        Ok(PreparedCall { settings, agent })
     }
 
     /// Only the answer's text (choice 0), one piece at a time.
@@ -472,6 +481,39 @@ impl Client {
             ControlFlow::Continue(())
         })?;
         Ok(text)
+    }
+}
+
+/// A snapshot of a client's settings and connection pool, ready to run calls.
+pub(crate) struct PreparedCall {
+    settings: Arc<Settings>,
+    agent: Agent,
+}
+
+impl PreparedCall {
+    /// [`Client::chat_with_cancel`] on this snapshot.
+    pub(crate) fn chat(
+        &self,
+        request: &ChatRequest,
+        cancel: Option<&CancelToken>,
+        on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        let Some(_guard) = CallGuard::enter(cancel.map(CancelToken::flag)) else {
+            return Err(Error::invalid(
+                "a chat cannot be started from inside a callback of another chat on the same thread",
+            ));
+        };
+        let call = Call {
+            secrets: self.settings.secrets(),
+            settings: &self.settings,
+            agent: &self.agent,
+            started: Instant::now(),
+        };
+        let result = call.run(request, cancel, on_event);
+        if let Err(e) = &result {
+            call.log(|| format!("failed after {}: {e}", call.elapsed()));
+        }
+        result.map_err(|e| redact(e, &call.secrets))
     }
 }
 
@@ -500,6 +542,10 @@ fn build_agent(settings: &Settings) -> Result<Agent, Error> {
         // Several threads streaming at once each keep a connection to the same host.
         .max_idle_connections(64)
         .max_idle_connections_per_host(32)
+        // ureq's 128 KiB per direction would be most of the memory of a reply; a read of
+        // 16 KiB holds about a hundred events, and the request head must fit in 16 KiB.
+        .input_buffer_size(CONNECTION_BUFFER)
+        .output_buffer_size(CONNECTION_BUFFER)
         .user_agent(concat!("libylokh/", env!("CARGO_PKG_VERSION")))
         .build();
     Ok(transport::agent(config))
@@ -738,6 +784,9 @@ impl Call<'_> {
             .map_err(|e| Failure::from(e.with_http_status(status)))
     }
 }
+
+/// The input and output buffer of each connection. The response head must fit in it.
+const CONNECTION_BUFFER: usize = 16 * 1024;
 
 /// How many 307/308 redirects one call follows.
 const MAX_REDIRECTS: u32 = 5;

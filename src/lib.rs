@@ -20,6 +20,7 @@ mod error;
 pub mod ffi;
 mod request;
 mod sse;
+mod stream;
 mod transport;
 
 pub use chunk::{Event, Usage};
@@ -30,6 +31,7 @@ pub use client::{
 pub use conversation::Conversation;
 pub use error::{Error, ErrorKind};
 pub use request::{parse_messages, parse_options, ChatRequest, DEFAULT_MODEL};
+pub use stream::{OwnedEvent, Pulled, Stream};
 
 /// Facts about the original `Ylokh` provider of gpt4free, kept for callers that list providers.
 pub mod provider {

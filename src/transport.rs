@@ -49,6 +49,24 @@ thread_local! {
     static DRAIN_UNTIL: Cell<Option<Instant>> = const { Cell::new(None) };
     /// Set when this thread opened a new connection (rather than reusing a pooled one).
     static OPENED: Cell<bool> = const { Cell::new(false) };
+    /// Run before every wait for input: a stream's worker publishes the events it holds
+    /// there, so none waits behind a silent socket.
+    static BEFORE_WAIT: RefCell<Option<Box<dyn FnMut()>>> = const { RefCell::new(None) };
+}
+
+/// Sets (or removes) what this thread runs each time a call is about to wait for input.
+pub fn set_before_wait(hook: Option<Box<dyn FnMut()>>) {
+    BEFORE_WAIT.with(|h| *h.borrow_mut() = hook);
+}
+
+fn before_wait() {
+    BEFORE_WAIT.with(|h| {
+        if let Ok(mut hook) = h.try_borrow_mut() {
+            if let Some(hook) = hook.as_mut() {
+                hook();
+            }
+        }
+    });
 }
 
 /// Whether a new connection was opened on this thread since the last call; clears it.
@@ -290,6 +308,7 @@ impl Transport for CallTransport {
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
+        before_wait();
         let drain_until = DRAIN_UNTIL.get();
         let watching = cancelled();
         if drain_until.is_none() && watching.is_none() {

@@ -1,0 +1,294 @@
+//! The pull API: `ylokh_stream_*`, a reply pulled event by event from any event loop.
+
+use std::ffi::{c_char, c_int};
+use std::time::Duration;
+
+use super::chat::{ylokh_event, ylokh_event_kind, ylokh_request};
+use super::handles::{ylokh_client, ylokh_conversation};
+use super::{fail, guard, guard_value, handle, opt_str, req_str, ylokh_status, YLOKH_OK};
+use crate::chunk::Event;
+use crate::error::Error;
+use crate::request::{self, ChatRequest};
+use crate::stream::{Pulled, Stream};
+
+/// Returned by `ylokh_stream_next` when no event came within the wait: try again later.
+/// Not a failure: `ylokh_last_error()` is left as it was.
+pub const YLOKH_E_AGAIN: ylokh_status = 11;
+
+/// A reply being received in the background, pulled event by event with
+/// `ylokh_stream_next`. Opaque.
+///
+/// Use a stream from one thread at a time (any thread; different streams on different
+/// threads at once are fine). The request's cancel token may be triggered from any thread.
+pub struct ylokh_stream {
+    stream: Stream,
+    /// Gets the reply appended when the stream ends normally.
+    conversation: *mut ylokh_conversation,
+    /// The event last handed out; its strings point into `stream`.
+    event: ylokh_event,
+}
+
+/// Starts the request described by `request` and returns at once: connecting, sending
+/// and reading happen on a thread of the library's, never blocking this call. Its events
+/// are then pulled with `ylokh_stream_next`.
+///
+/// - `request`: `model`, `messages_json` or `conversation` (exactly one), `options_json`
+///   and `cancel` as for `ylokh_chat_ex`; `on_token`, `on_event` and `userdata` must be
+///   NULL. The request and its strings are copied: free them whenever you like.
+/// - With `conversation`, its messages are sent, and the assistant's reply is appended to
+///   it when `ylokh_stream_next` reports the normal end (never on failure or an early
+///   close). The conversation must stay alive, and not be used elsewhere, until then or
+///   until the stream is closed.
+/// - `cancel`: triggering it from any thread stops the stream within 100 ms; the next
+///   `ylokh_stream_next` then returns `YLOKH_E_ABORTED`. The stream keeps what it needs of
+///   the token, which may be freed after this call.
+/// - On success `*out_stream` receives the stream, to be released with
+///   `ylokh_stream_close`. The stream keeps a snapshot of the client's settings and a
+///   share of its connection pool, so it may outlive the client.
+///
+/// Timeouts, the deadline and retries are as for `ylokh_chat` (retries happen only before
+/// the first event is delivered). The client's log callback, if set, runs on the stream's
+/// thread. Failures found here (bad arguments, an unreadable CA file) are returned now;
+/// everything else is reported by `ylokh_stream_next`. Since 0.2.0.
+///
+/// # Safety
+/// `client` is NULL or live; `request` is NULL or a readable `ylokh_request` whose
+/// pointers obey the rules of `ylokh_chat_ex`; `out_stream` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_stream_open(
+    client: *mut ylokh_client,
+    request: *const ylokh_request,
+    out_stream: *mut *mut ylokh_stream,
+) -> ylokh_status {
+    guard(|| {
+        if out_stream.is_null() {
+            return Err(Error::invalid("out_stream is NULL"));
+        }
+        // SAFETY: the caller passes NULL or live pointers; `handle` checks for NULL.
+        let (client, request) = unsafe { (handle(client, "client")?, handle(request, "request")?) };
+        if request.on_token.is_some() || request.on_event.is_some() {
+            return Err(Error::invalid(
+                "a stream's request must have no callbacks (on_token and on_event NULL)",
+            ));
+        }
+        // SAFETY: the strings are NULL or NUL-terminated, the cancel token NULL or live,
+        // as the caller promises; all are read now and not kept.
+        let (model, options, cancel) = unsafe {
+            (
+                opt_str(request.model, "model")?,
+                opt_str(request.options_json, "options_json")?,
+                request.cancel.as_ref().map(|c| &c.inner),
+            )
+        };
+        // SAFETY: the conversation is NULL or live and not used elsewhere meanwhile.
+        let conversation = unsafe { request.conversation.as_ref() };
+        let chat = match (conversation, request.messages_json.is_null()) {
+            (Some(conversation), true) => {
+                let options = request::parse_options(options)?;
+                ChatRequest::new(model, conversation.inner.messages(), &options)
+            }
+            (None, false) => {
+                // SAFETY: checked non-NULL; NUL-terminated as the caller promises.
+                let messages = unsafe { req_str(request.messages_json, "messages_json") }?;
+                ChatRequest::from_json(model, messages, options)?
+            }
+            (None, true) => {
+                return Err(Error::invalid(
+                    "the request has neither messages_json nor conversation",
+                ))
+            }
+            (Some(_), false) => {
+                return Err(Error::invalid(
+                    "give either messages_json or conversation, not both",
+                ))
+            }
+        };
+        let stream = Stream::open(client.client(), chat, cancel)?;
+        let handle = Box::new(ylokh_stream {
+            stream,
+            conversation: request.conversation,
+            event: empty_event(),
+        });
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { out_stream.write(Box::into_raw(handle)) };
+        Ok(())
+    })
+}
+
+/// Waits at most `wait_ms` milliseconds (0: does not wait at all; `UINT64_MAX`: as long as
+/// it takes) for the next event of the reply.
+///
+/// - `YLOKH_OK` with `*out_event` set: the next event (see `ylokh_event`). It and its
+///   strings are owned by the stream and stay valid until the next call on this stream
+///   (`ylokh_stream_next`, `ylokh_stream_close`).
+/// - `YLOKH_OK` with `*out_event` NULL: the reply ended normally (with a conversation, the
+///   reply has now been appended to it). Later calls say the same.
+/// - `YLOKH_E_AGAIN`: no event within `wait_ms`; `ylokh_last_error()` is untouched.
+/// - Any other status: the reply failed, after the events already pulled;
+///   `ylokh_last_error()` and `ylokh_last_http_status()` say why. Later calls return the
+///   same status and message.
+///
+/// With `wait_ms` 0 it never blocks (it takes a lock the stream's thread holds only
+/// briefly), so it may be called from a GUI or game loop; `ylokh_stream_fd` says when to
+/// call it. Since 0.2.0.
+///
+/// # Safety
+/// `stream` is NULL or live and not used by another thread meanwhile; `out_event` is NULL
+/// or writable.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_stream_next(
+    stream: *mut ylokh_stream,
+    wait_ms: u64,
+    out_event: *mut *const ylokh_event,
+) -> ylokh_status {
+    let mut again = false;
+    let status = guard(|| {
+        // SAFETY: the caller passes NULL or a live stream used by this thread only.
+        let handle = unsafe { stream.as_mut() }.ok_or_else(|| Error::invalid("stream is NULL"))?;
+        if out_event.is_null() {
+            return Err(Error::invalid("out_event is NULL"));
+        }
+        let event: *const ylokh_event = match handle.stream.pull(Duration::from_millis(wait_ms))? {
+            Pulled::Event(event) => {
+                handle.event = c_event(&event);
+                &handle.event
+            }
+            Pulled::End => {
+                // SAFETY: the caller keeps the conversation alive and to this stream until
+                // the end is reported (see ylokh_stream_open); it is appended to once.
+                if let Some(conversation) = unsafe { handle.conversation.as_mut() } {
+                    handle.stream.append_reply_to(&mut conversation.inner);
+                    handle.conversation = std::ptr::null_mut();
+                }
+                std::ptr::null()
+            }
+            Pulled::Pending => {
+                again = true;
+                return Ok(());
+            }
+        };
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { out_event.write(event) };
+        Ok(())
+    });
+    if status == YLOKH_OK && again {
+        YLOKH_E_AGAIN
+    } else {
+        status
+    }
+}
+
+/// A file descriptor that is readable exactly when `ylokh_stream_next` would not wait
+/// (an event, the end or a failure is there), for poll/epoll/select or a GUI toolkit's
+/// fd watch. Watch it for reading only, and never read, write or close it: it belongs to
+/// the stream and is closed by `ylokh_stream_close`. Made on the first call, so streams
+/// read without it cost no descriptor.
+///
+/// Returns -1 for NULL, where the platform has no such descriptor (Windows: call
+/// `ylokh_stream_next` with a wait instead, or with 0 from a timer), or when it could not
+/// be made (then `ylokh_last_error()` says why, e.g. too many open files). Since 0.2.0.
+///
+/// # Safety
+/// `stream` is NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_stream_fd(stream: *const ylokh_stream) -> c_int {
+    guard_value(-1, || {
+        // SAFETY: the caller passes NULL or a live stream.
+        match unsafe { stream.as_ref() }.map(|s| s.stream.wake_fd()) {
+            Some(Ok(fd)) => fd,
+            Some(Err(e)) => {
+                fail(e);
+                -1
+            }
+            None => -1,
+        }
+    })
+}
+
+/// Ends a stream: if its reply is still running it is stopped and its connection dropped
+/// (a reply read to its end has already returned its connection to the client's pool);
+/// then everything the stream holds is released, its events and descriptor included.
+/// Returns within about 20 ms whatever the stream was doing. NULL does nothing; closing
+/// twice is undefined behaviour. Since 0.2.0.
+///
+/// # Safety
+/// `stream` is NULL or a live stream not in use by another thread.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_stream_close(stream: *mut ylokh_stream) {
+    guard_value((), || {
+        if !stream.is_null() {
+            // SAFETY: the caller gives up a handle made by Box::into_raw in ylokh_stream_open.
+            drop(unsafe { Box::from_raw(stream) });
+        }
+    })
+}
+
+fn empty_event() -> ylokh_event {
+    ylokh_event {
+        kind: ylokh_event_kind::YLOKH_EVENT_CONTENT,
+        choice: 0,
+        text: std::ptr::null(),
+        text_len: 0,
+        tool_index: 0,
+        tool_id: std::ptr::null(),
+        tool_id_len: 0,
+        tool_name: std::ptr::null(),
+        tool_name_len: 0,
+        prompt_tokens: 0,
+        completion_tokens: 0,
+        total_tokens: 0,
+    }
+}
+
+/// The C view of an event pulled from a stream. Every string of such an event is followed
+/// by a NUL in the stream's memory (see `stream::Batch`), so it is handed out in place.
+fn c_event(event: &Event<'_>) -> ylokh_event {
+    let ptr = |s: &str| s.as_ptr().cast::<c_char>();
+    let mut c = empty_event();
+    let text = match *event {
+        Event::Content { choice, text } => {
+            c.choice = choice;
+            text
+        }
+        Event::Reasoning { choice, text } => {
+            c.kind = ylokh_event_kind::YLOKH_EVENT_REASONING;
+            c.choice = choice;
+            text
+        }
+        Event::ToolCall {
+            choice,
+            index,
+            id,
+            name,
+            arguments,
+        } => {
+            c.kind = ylokh_event_kind::YLOKH_EVENT_TOOL_CALL;
+            c.choice = choice;
+            c.tool_index = index;
+            if let Some(id) = id {
+                c.tool_id = ptr(id);
+                c.tool_id_len = id.len();
+            }
+            if let Some(name) = name {
+                c.tool_name = ptr(name);
+                c.tool_name_len = name.len();
+            }
+            arguments
+        }
+        Event::Finish { choice, reason } => {
+            c.kind = ylokh_event_kind::YLOKH_EVENT_FINISH;
+            c.choice = choice;
+            reason
+        }
+        Event::Usage(usage) => {
+            c.kind = ylokh_event_kind::YLOKH_EVENT_USAGE;
+            c.prompt_tokens = usage.prompt_tokens;
+            c.completion_tokens = usage.completion_tokens;
+            c.total_tokens = usage.total_tokens;
+            usage.json
+        }
+    };
+    c.text = ptr(text);
+    c.text_len = text.len();
+    c
+}

@@ -1,0 +1,852 @@
+//! A reply pulled event by event, from any thread or event loop (the pull API's core).
+//!
+//! [`Stream::open`] returns at once: a worker thread runs the ordinary blocking call (so
+//! retries, redirects, timeouts, the deadline and cancellation are the callback path's
+//! own), and its events go into a bounded queue that the caller drains with
+//! [`Stream::pull`], or by iterating the stream.
+//!
+//! Events travel in batches: the worker collects the events of what it read and publishes
+//! them together just before it would wait for more bytes (the transport's before-wait
+//! hook), so the queue's lock and the wake-up are paid once per read, not once per token.
+//! The queue is bounded ([`QUEUE_BYTES`], [`QUEUE_EVENTS`]): when that much waits, the
+//! worker stops, and so stops reading the socket, until the consumer catches up.
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+use std::ops::ControlFlow;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::chunk::{Event, Usage};
+use crate::client::{CancelToken, Client, PreparedCall};
+use crate::error::{Error, ErrorKind};
+use crate::request::ChatRequest;
+use crate::transport;
+
+/// When this many bytes of events wait for the consumer, the worker stops reading.
+const QUEUE_BYTES: usize = 64 * 1024;
+/// When this many events wait for the consumer, the worker stops reading.
+const QUEUE_EVENTS: usize = 1024;
+/// The worker publishes its batch early once it holds this many events or bytes, so that
+/// back-pressure is felt in steps of this size.
+const BATCH_EVENTS: usize = 256;
+const BATCH_BYTES: usize = 16 * 1024;
+/// Emptied batches kept for reuse, so that a steady stream allocates nothing.
+const SPARE_BATCHES: usize = 2;
+/// The worker's stack: what a call needs (ureq, rustls, serde) with room to spare; small,
+/// because a program may hold a thousand streams.
+const WORKER_STACK: usize = 256 * 1024;
+
+/// What [`Stream::pull`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pulled<'a> {
+    /// The next event, borrowed until the next call on the stream.
+    Event(Event<'a>),
+    /// Nothing within the wait: try again later.
+    Pending,
+    /// The reply ended normally; every later pull says the same.
+    End,
+}
+
+/// An event that owns its strings (what iterating a [`Stream`] yields).
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum OwnedEvent {
+    Content {
+        choice: u32,
+        text: String,
+    },
+    Reasoning {
+        choice: u32,
+        text: String,
+    },
+    ToolCall {
+        choice: u32,
+        index: u32,
+        id: Option<String>,
+        name: Option<String>,
+        arguments: String,
+    },
+    Finish {
+        choice: u32,
+        reason: String,
+    },
+    Usage {
+        prompt_tokens: u64,
+        completion_tokens: u64,
+        total_tokens: u64,
+        json: String,
+    },
+}
+
+impl OwnedEvent {
+    /// The borrowed form, as the callback API reports it.
+    pub fn as_event(&self) -> Event<'_> {
+        match self {
+            OwnedEvent::Content { choice, text } => Event::Content {
+                choice: *choice,
+                text,
+            },
+            OwnedEvent::Reasoning { choice, text } => Event::Reasoning {
+                choice: *choice,
+                text,
+            },
+            OwnedEvent::ToolCall {
+                choice,
+                index,
+                id,
+                name,
+                arguments,
+            } => Event::ToolCall {
+                choice: *choice,
+                index: *index,
+                id: id.as_deref(),
+                name: name.as_deref(),
+                arguments,
+            },
+            OwnedEvent::Finish { choice, reason } => Event::Finish {
+                choice: *choice,
+                reason,
+            },
+            OwnedEvent::Usage {
+                prompt_tokens,
+                completion_tokens,
+                total_tokens,
+                json,
+            } => Event::Usage(Usage {
+                prompt_tokens: *prompt_tokens,
+                completion_tokens: *completion_tokens,
+                total_tokens: *total_tokens,
+                json,
+            }),
+        }
+    }
+}
+
+impl From<Event<'_>> for OwnedEvent {
+    fn from(event: Event<'_>) -> Self {
+        match event {
+            Event::Content { choice, text } => OwnedEvent::Content {
+                choice,
+                text: text.to_owned(),
+            },
+            Event::Reasoning { choice, text } => OwnedEvent::Reasoning {
+                choice,
+                text: text.to_owned(),
+            },
+            Event::ToolCall {
+                choice,
+                index,
+                id,
+                name,
+                arguments,
+            } => OwnedEvent::ToolCall {
+                choice,
+                index,
+                id: id.map(str::to_owned),
+                name: name.map(str::to_owned),
+                arguments: arguments.to_owned(),
+            },
+            Event::Finish { choice, reason } => OwnedEvent::Finish {
+                choice,
+                reason: reason.to_owned(),
+            },
+            Event::Usage(usage) => OwnedEvent::Usage {
+                prompt_tokens: usage.prompt_tokens,
+                completion_tokens: usage.completion_tokens,
+                total_tokens: usage.total_tokens,
+                json: usage.json.to_owned(),
+            },
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Batches: events stored without borrowing
+// ---------------------------------------------------------------------------------------
+
+/// Where a string of an event is in its batch's text.
+#[derive(Debug, Clone, Copy)]
+struct Span {
+    start: usize,
+    len: usize,
+}
+
+/// An event of a batch, its strings replaced by spans.
+#[derive(Debug, Clone, Copy)]
+enum Record {
+    Content {
+        choice: u32,
+        text: Span,
+    },
+    Reasoning {
+        choice: u32,
+        text: Span,
+    },
+    ToolCall {
+        choice: u32,
+        index: u32,
+        id: Option<Span>,
+        name: Option<Span>,
+        arguments: Span,
+    },
+    Finish {
+        choice: u32,
+        reason: Span,
+    },
+    Usage {
+        counts: [u64; 3],
+        json: Span,
+    },
+}
+
+/// Events in order, their strings one after another in `text`, each followed by a NUL:
+/// a string handed out from a stream is always NUL-terminated in memory (the C API
+/// relies on it).
+#[derive(Debug, Default)]
+struct Batch {
+    records: Vec<Record>,
+    text: String,
+}
+
+impl Batch {
+    fn len(&self) -> usize {
+        self.records.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.records.is_empty()
+    }
+
+    /// Roughly what the batch holds in memory, for the queue's bound.
+    fn bytes(&self) -> usize {
+        self.text.len() + self.records.len() * std::mem::size_of::<Record>()
+    }
+
+    fn clear(&mut self) {
+        self.records.clear();
+        self.text.clear();
+    }
+
+    fn span(&mut self, s: &str) -> Span {
+        let span = Span {
+            start: self.text.len(),
+            len: s.len(),
+        };
+        self.text.push_str(s);
+        self.text.push('\0');
+        span
+    }
+
+    fn push(&mut self, event: &Event<'_>) {
+        let record = match *event {
+            Event::Content { choice, text } => Record::Content {
+                choice,
+                text: self.span(text),
+            },
+            Event::Reasoning { choice, text } => Record::Reasoning {
+                choice,
+                text: self.span(text),
+            },
+            Event::ToolCall {
+                choice,
+                index,
+                id,
+                name,
+                arguments,
+            } => Record::ToolCall {
+                choice,
+                index,
+                id: id.map(|s| self.span(s)),
+                name: name.map(|s| self.span(s)),
+                arguments: self.span(arguments),
+            },
+            Event::Finish { choice, reason } => Record::Finish {
+                choice,
+                reason: self.span(reason),
+            },
+            Event::Usage(usage) => Record::Usage {
+                counts: [
+                    usage.prompt_tokens,
+                    usage.completion_tokens,
+                    usage.total_tokens,
+                ],
+                json: self.span(usage.json),
+            },
+        };
+        self.records.push(record);
+    }
+
+    fn str(&self, span: Span) -> &str {
+        &self.text[span.start..span.start + span.len]
+    }
+
+    fn event(&self, i: usize) -> Event<'_> {
+        match self.records[i] {
+            Record::Content { choice, text } => Event::Content {
+                choice,
+                text: self.str(text),
+            },
+            Record::Reasoning { choice, text } => Event::Reasoning {
+                choice,
+                text: self.str(text),
+            },
+            Record::ToolCall {
+                choice,
+                index,
+                id,
+                name,
+                arguments,
+            } => Event::ToolCall {
+                choice,
+                index,
+                id: id.map(|s| self.str(s)),
+                name: name.map(|s| self.str(s)),
+                arguments: self.str(arguments),
+            },
+            Record::Finish { choice, reason } => Event::Finish {
+                choice,
+                reason: self.str(reason),
+            },
+            Record::Usage { counts, json } => Event::Usage(Usage {
+                prompt_tokens: counts[0],
+                completion_tokens: counts[1],
+                total_tokens: counts[2],
+                json: self.str(json),
+            }),
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The wake-up descriptor
+// ---------------------------------------------------------------------------------------
+
+/// A descriptor that is readable exactly while the consumer would not wait: one end of a
+/// socket pair holding one byte while signalled. Made on first request only, so streams
+/// read without poll() cost no descriptors.
+#[derive(Debug, Default)]
+struct Wake {
+    #[cfg(unix)]
+    pair: Option<(
+        std::os::unix::net::UnixStream,
+        std::os::unix::net::UnixStream,
+    )>,
+    signalled: bool,
+}
+
+impl Wake {
+    /// The readable end, made now if needed, in the state `ready`. -1 where there is none.
+    fn fd(&mut self, ready: bool) -> std::io::Result<i32> {
+        #[cfg(unix)]
+        {
+            use std::os::unix::io::AsRawFd;
+            if self.pair.is_none() {
+                let (read, write) = std::os::unix::net::UnixStream::pair()?;
+                read.set_nonblocking(true)?;
+                write.set_nonblocking(true)?;
+                self.pair = Some((read, write));
+                self.signalled = false;
+                if ready {
+                    self.set();
+                }
+            }
+            Ok(self.pair.as_ref().map_or(-1, |(read, _)| read.as_raw_fd()))
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = ready;
+            Ok(-1)
+        }
+    }
+
+    fn set(&mut self) {
+        #[cfg(unix)]
+        if let (Some((_, write)), false) = (&self.pair, self.signalled) {
+            use std::io::Write;
+            // One byte in a fresh socket buffer cannot block; an error leaves it unsignalled.
+            self.signalled = (&*write).write(&[1]).is_ok();
+        }
+    }
+
+    fn clear(&mut self) {
+        #[cfg(unix)]
+        if let (Some((read, _)), true) = (&self.pair, self.signalled) {
+            use std::io::Read;
+            let mut byte = [0u8; 8];
+            while matches!((&*read).read(&mut byte), Ok(n) if n > 0) {}
+            self.signalled = false;
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The queue between the worker and the consumer
+// ---------------------------------------------------------------------------------------
+
+#[derive(Default)]
+struct Queue {
+    /// Published batches, oldest first.
+    full: VecDeque<Batch>,
+    /// Emptied batches for reuse.
+    spare: Vec<Batch>,
+    bytes: usize,
+    events: usize,
+    /// How the call ended, once it has.
+    end: Option<Result<(), Error>>,
+    /// The consumer closed the stream.
+    closed: bool,
+    consumer_waiting: bool,
+    worker_waiting: bool,
+    wake: Wake,
+}
+
+impl Queue {
+    fn over_limit(&self) -> bool {
+        self.bytes >= QUEUE_BYTES || self.events >= QUEUE_EVENTS
+    }
+}
+
+#[derive(Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    /// The consumer waits here for events or the end.
+    arrived: Condvar,
+    /// The worker waits here for room.
+    room: Condvar,
+    /// The queue is at its bound (read without the lock on every event).
+    full: AtomicBool,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        // Every update under the lock leaves the queue consistent, so a poisoned lock (a
+        // panic elsewhere) is still usable.
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The worker's side: the batch being filled, published before each wait for input.
+struct Producer {
+    shared: Arc<Shared>,
+    stop: CancelToken,
+    batch: Batch,
+}
+
+impl Producer {
+    fn push(&mut self, event: Event<'_>) -> ControlFlow<()> {
+        if self.shared.full.load(Ordering::Relaxed) {
+            self.publish(true)?;
+        }
+        self.batch.push(&event);
+        if self.batch.len() >= BATCH_EVENTS || self.batch.text.len() >= BATCH_BYTES {
+            self.publish(true)?;
+        }
+        ControlFlow::Continue(())
+    }
+
+    /// Hands the batch to the consumer; with `wait_for_room`, first waits while the queue
+    /// is at its bound. `Break` when the stream was closed or stopped.
+    fn publish(&mut self, wait_for_room: bool) -> ControlFlow<()> {
+        if self.batch.is_empty() && !wait_for_room {
+            return ControlFlow::Continue(());
+        }
+        let mut queue = self.shared.lock();
+        if wait_for_room {
+            while queue.over_limit() && !queue.closed && !self.stop.is_cancelled() {
+                queue.worker_waiting = true;
+                // Timed, so that a cancel token triggered meanwhile is seen.
+                queue = self
+                    .shared
+                    .room
+                    .wait_timeout(queue, transport::CANCEL_POLL)
+                    .unwrap_or_else(|e| e.into_inner())
+                    .0;
+            }
+            queue.worker_waiting = false;
+        }
+        if queue.closed || self.stop.is_cancelled() {
+            return ControlFlow::Break(());
+        }
+        if !self.batch.is_empty() {
+            let fresh = queue.spare.pop().unwrap_or_default();
+            let batch = std::mem::replace(&mut self.batch, fresh);
+            queue.bytes += batch.bytes();
+            queue.events += batch.len();
+            queue.full.push_back(batch);
+            self.shared.full.store(queue.over_limit(), Ordering::Relaxed);
+            self.announce(&mut queue);
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn finish(&mut self, result: Result<(), Error>) {
+        let mut queue = self.shared.lock();
+        if !self.batch.is_empty() {
+            let batch = std::mem::take(&mut self.batch);
+            queue.bytes += batch.bytes();
+            queue.events += batch.len();
+            queue.full.push_back(batch);
+        }
+        queue.end = Some(result);
+        self.announce(&mut queue);
+    }
+
+    fn announce(&self, queue: &mut Queue) {
+        queue.wake.set();
+        if queue.consumer_waiting {
+            self.shared.arrived.notify_one();
+        }
+    }
+}
+
+fn worker(shared: Arc<Shared>, call: PreparedCall, request: ChatRequest, stop: CancelToken) {
+    let producer = Rc::new(RefCell::new(Producer {
+        shared: shared.clone(),
+        stop: stop.clone(),
+        batch: Batch::default(),
+    }));
+    let before_wait = producer.clone();
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        transport::set_before_wait(Some(Box::new(move || {
+            if let Ok(mut producer) = before_wait.try_borrow_mut() {
+                // A closed stream is noticed by the next event or the cancel flag.
+                let _ = producer.publish(false);
+            }
+        })));
+        let result = call.chat(&request, Some(&stop), &mut |event| {
+            producer.borrow_mut().push(event)
+        });
+        transport::set_before_wait(None);
+        match result {
+            // Stopped by the consumer closing the stream or by the request's cancel token:
+            // say so, rather than "the callback asked to stop".
+            Err(e) if e.kind() == ErrorKind::Aborted && stop.is_cancelled() => {
+                Err(Error::new(ErrorKind::Aborted, "the call was cancelled"))
+            }
+            other => other,
+        }
+    }));
+    let result = result.unwrap_or_else(|_| {
+        transport::set_before_wait(None);
+        Err(Error::new(
+            ErrorKind::Internal,
+            "internal error (a bug in libylokh): the stream's worker panicked",
+        ))
+    });
+    producer.borrow_mut().finish(result);
+}
+
+// ---------------------------------------------------------------------------------------
+// The consumer's side
+// ---------------------------------------------------------------------------------------
+
+/// A reply being received in the background, pulled event by event.
+///
+/// Made by [`Stream::open`]. Pull with [`Stream::pull`] (with a wait, or none from an
+/// event loop, with [`Stream::wake_fd`] to know when), or iterate: the iterator blocks for
+/// each event and ends after the last one, or after yielding the error. Dropping the
+/// stream stops the reply at once (the connection is dropped unless the reply was read to
+/// its end, when it goes back to the client's pool) and waits for the worker to finish,
+/// which takes at most about 20 ms.
+pub struct Stream {
+    shared: Arc<Shared>,
+    stop: CancelToken,
+    worker: Option<JoinHandle<()>>,
+    /// The batch events are handed out from.
+    current: Batch,
+    next: usize,
+    /// How the reply ended, once the consumer has seen every event.
+    end: Option<Result<(), Error>>,
+    /// The iterator has yielded the end or the error.
+    iterated_to_end: bool,
+}
+
+impl std::fmt::Debug for Stream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stream")
+            .field("end", &self.end)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stream {
+    /// Starts `request` on a worker thread with a snapshot of `client`'s settings, and
+    /// returns at once: connecting and sending happen in the background. `cancel`, when
+    /// given, stops the stream from any thread (its next pull reports
+    /// [`ErrorKind::Aborted`]); the stream keeps its own reference to it.
+    ///
+    /// Fails only if the client's settings cannot make a connection (an unreadable CA file)
+    /// or no thread can be started.
+    pub fn open(
+        client: &Client,
+        request: ChatRequest,
+        cancel: Option<&CancelToken>,
+    ) -> Result<Stream, Error> {
+        let call = client.prepare()?;
+        let stop = CancelToken::new();
+        if let Some(cancel) = cancel {
+            cancel.link(&stop);
+        }
+        let shared = Arc::new(Shared::default());
+        let worker = {
+            let (shared, stop) = (shared.clone(), stop.clone());
+            std::thread::Builder::new()
+                .name("ylokh-stream".into())
+                .stack_size(WORKER_STACK)
+                .spawn(move || worker(shared, call, request, stop))
+                .map_err(|e| {
+                    Error::new(
+                        ErrorKind::Io,
+                        format!("could not start the stream's thread: {e}"),
+                    )
+                })?
+        };
+        Ok(Stream {
+            shared,
+            stop,
+            worker: Some(worker),
+            current: Batch::default(),
+            next: 0,
+            end: None,
+            iterated_to_end: false,
+        })
+    }
+
+    /// The next event, waiting at most `wait` for it (`Duration::ZERO`: not at all;
+    /// `Duration::MAX`: as long as it takes). An error means the reply failed; every later
+    /// pull returns it again. The event is borrowed until the next call on the stream.
+    pub fn pull(&mut self, wait: Duration) -> Result<Pulled<'_>, Error> {
+        if self.next >= self.current.len() && !self.refill(wait) {
+            return match &self.end {
+                Some(Ok(())) => Ok(Pulled::End),
+                Some(Err(e)) => Err(e.clone()),
+                None => Ok(Pulled::Pending),
+            };
+        }
+        let i = self.next;
+        self.next += 1;
+        if self.next == self.current.len() {
+            // The last event held here: the descriptor must go quiet now if nothing else
+            // waits, so that it never reports an event that is not there.
+            let mut queue = self.shared.lock();
+            if queue.full.is_empty() && queue.end.is_none() {
+                queue.wake.clear();
+            }
+        }
+        Ok(Pulled::Event(self.current.event(i)))
+    }
+
+    /// Takes the next published batch into `current`, waiting at most `wait`. False when
+    /// there is none (then `end` may have been set).
+    fn refill(&mut self, wait: Duration) -> bool {
+        if self.end.is_some() {
+            return false;
+        }
+        let deadline = Instant::now().checked_add(wait);
+        let mut queue = self.shared.lock();
+        let mut done = std::mem::take(&mut self.current);
+        if done.records.capacity() > 0 && queue.spare.len() < SPARE_BATCHES {
+            done.clear();
+            queue.spare.push(done);
+        }
+        self.next = 0;
+        loop {
+            if let Some(batch) = queue.full.pop_front() {
+                queue.bytes -= batch.bytes();
+                queue.events -= batch.len();
+                let over = queue.over_limit();
+                self.shared.full.store(over, Ordering::Relaxed);
+                if queue.worker_waiting && !over {
+                    self.shared.room.notify_one();
+                }
+                self.current = batch;
+                return true;
+            }
+            if let Some(end) = &queue.end {
+                self.end = Some(end.clone());
+                return false;
+            }
+            queue.wake.clear();
+            let left = match deadline {
+                Some(deadline) => deadline.saturating_duration_since(Instant::now()),
+                None => Duration::MAX,
+            };
+            if left.is_zero() {
+                return false;
+            }
+            queue.consumer_waiting = true;
+            queue = match deadline {
+                Some(_) => {
+                    self.shared
+                        .arrived
+                        .wait_timeout(queue, left)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0
+                }
+                None => self
+                    .shared
+                    .arrived
+                    .wait(queue)
+                    .unwrap_or_else(|e| e.into_inner()),
+            };
+            queue.consumer_waiting = false;
+        }
+    }
+
+    /// A descriptor that is readable exactly when [`Stream::pull`] would not wait (an
+    /// event, the end or an error is there), for poll/epoll/select or a GUI's fd watch.
+    /// Made on the first call and owned by the stream; -1 where the platform has none
+    /// (Windows), or when it could not be made (the error says why).
+    pub fn wake_fd(&self) -> Result<i32, Error> {
+        let mut queue = self.shared.lock();
+        let ready = self.next < self.current.len()
+            || self.end.is_some()
+            || !queue.full.is_empty()
+            || queue.end.is_some();
+        queue.wake.fd(ready).map_err(|e| {
+            Error::new(
+                ErrorKind::Io,
+                format!("could not make the stream's wake-up descriptor: {e}"),
+            )
+        })
+    }
+
+    /// Whether the reply has ended (normally or not) and every event has been pulled.
+    pub fn is_finished(&self) -> bool {
+        self.end.is_some()
+    }
+}
+
+impl Iterator for Stream {
+    type Item = Result<OwnedEvent, Error>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.iterated_to_end {
+            return None;
+        }
+        loop {
+            match self.pull(Duration::MAX) {
+                Ok(Pulled::Event(event)) => return Some(Ok(event.into())),
+                Ok(Pulled::Pending) => continue,
+                Ok(Pulled::End) => {
+                    self.iterated_to_end = true;
+                    return None;
+                }
+                Err(e) => {
+                    self.iterated_to_end = true;
+                    return Some(Err(e));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Stream {
+    fn drop(&mut self) {
+        self.stop.cancel();
+        {
+            let mut queue = self.shared.lock();
+            queue.closed = true;
+            self.shared.room.notify_all();
+        }
+        if let Some(worker) = self.worker.take() {
+            // The worker notices within the cancel poll interval; a panic in it was
+            // already turned into the stream's error.
+            let _ = worker.join();
+        }
+    }
+}
+
+impl Client {
+    /// Starts `request` and returns at once; see [`Stream`].
+    pub fn stream(&self, request: ChatRequest) -> Result<Stream, Error> {
+        Stream::open(self, request, None)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn batches_give_back_what_was_pushed_with_nuls_after_strings() {
+        let events = [
+            Event::Content {
+                choice: 0,
+                text: "héllo",
+            },
+            Event::Reasoning {
+                choice: 1,
+                text: "",
+            },
+            Event::ToolCall {
+                choice: 0,
+                index: 2,
+                id: Some("call_1"),
+                name: None,
+                arguments: "{\"a\":",
+            },
+            Event::Finish {
+                choice: 0,
+                reason: "stop",
+            },
+            Event::Usage(Usage {
+                prompt_tokens: 1,
+                completion_tokens: 2,
+                total_tokens: 3,
+                json: "{}",
+            }),
+        ];
+        let mut batch = Batch::default();
+        for e in &events {
+            batch.push(e);
+        }
+        assert_eq!(batch.len(), events.len());
+        for (i, e) in events.iter().enumerate() {
+            assert_eq!(&batch.event(i), e);
+            assert_eq!(OwnedEvent::from(*e).as_event(), *e);
+        }
+        for record in &batch.records {
+            let spans: Vec<Span> = match *record {
+                Record::Content { text, .. } | Record::Reasoning { text, .. } => vec![text],
+                Record::ToolCall {
+                    id,
+                    name,
+                    arguments,
+                    ..
+                } => [id, name, Some(arguments)].into_iter().flatten().collect(),
+                Record::Finish { reason, .. } => vec![reason],
+                Record::Usage { json, .. } => vec![json],
+            };
+            for s in spans {
+                assert_eq!(batch.text.as_bytes()[s.start + s.len], 0);
+            }
+        }
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn wake_descriptor_follows_set_and_clear() {
+        let mut wake = Wake::default();
+        let fd = wake.fd(true).unwrap();
+        assert!(fd >= 0);
+        assert_eq!(wake.fd(false).unwrap(), fd, "made once");
+        let readable = |wake: &Wake| {
+            let mut b = [0u8; 1];
+            wake.pair.as_ref().unwrap().0.peek(&mut b).is_ok()
+        };
+        assert!(readable(&wake));
+        wake.clear();
+        assert!(!readable(&wake));
+        wake.set();
+        wake.set();
+        assert!(readable(&wake));
+        wake.clear();
+        assert!(!readable(&wake));
+    }
+}
