@@ -18,6 +18,7 @@ mod client;
 mod conversation;
 mod error;
 pub mod ffi;
+mod message;
 mod request;
 mod sse;
 mod stream;
@@ -30,6 +31,7 @@ pub use client::{
 };
 pub use conversation::Conversation;
 pub use error::{Error, ErrorKind};
+pub use message::{Message, ToolCall};
 pub use request::{parse_messages, parse_options, ChatRequest, DEFAULT_MODEL};
 pub use stream::{OwnedEvent, Pulled, Stream};
 
