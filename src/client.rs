@@ -473,6 +473,17 @@ impl Client {
         })
     }
 
+    /// The whole assistant message (choice 0): text, reasoning, refusal, tool calls,
+    /// finish reason and usage.
+    pub fn chat_message(&self, request: &ChatRequest) -> Result<crate::Message, Error> {
+        let mut message = crate::Message::new();
+        self.chat(request, |event| {
+            message.apply(&event);
+            ControlFlow::Continue(())
+        })?;
+        Ok(message)
+    }
+
     /// The whole answer (choice 0) as one string.
     pub fn chat_text(&self, request: &ChatRequest) -> Result<String, Error> {
         let mut text = String::new();

@@ -24,6 +24,7 @@ use std::time::{Duration, Instant};
 use crate::chunk::{Event, Usage};
 use crate::client::{CancelToken, Client, PreparedCall};
 use crate::error::{Error, ErrorKind};
+use crate::message::Message;
 use crate::request::ChatRequest;
 use crate::transport;
 
@@ -64,10 +65,15 @@ pub enum OwnedEvent {
         choice: u32,
         text: String,
     },
+    Refusal {
+        choice: u32,
+        text: String,
+    },
     ToolCall {
         choice: u32,
         index: u32,
         id: Option<String>,
+        kind: Option<String>,
         name: Option<String>,
         arguments: String,
     },
@@ -95,16 +101,22 @@ impl OwnedEvent {
                 choice: *choice,
                 text,
             },
+            OwnedEvent::Refusal { choice, text } => Event::Refusal {
+                choice: *choice,
+                text,
+            },
             OwnedEvent::ToolCall {
                 choice,
                 index,
                 id,
+                kind,
                 name,
                 arguments,
             } => Event::ToolCall {
                 choice: *choice,
                 index: *index,
                 id: id.as_deref(),
+                kind: kind.as_deref(),
                 name: name.as_deref(),
                 arguments,
             },
@@ -138,16 +150,22 @@ impl From<Event<'_>> for OwnedEvent {
                 choice,
                 text: text.to_owned(),
             },
+            Event::Refusal { choice, text } => OwnedEvent::Refusal {
+                choice,
+                text: text.to_owned(),
+            },
             Event::ToolCall {
                 choice,
                 index,
                 id,
+                kind,
                 name,
                 arguments,
             } => OwnedEvent::ToolCall {
                 choice,
                 index,
                 id: id.map(str::to_owned),
+                kind: kind.map(str::to_owned),
                 name: name.map(str::to_owned),
                 arguments: arguments.to_owned(),
             },
@@ -187,10 +205,15 @@ enum Record {
         choice: u32,
         text: Span,
     },
+    Refusal {
+        choice: u32,
+        text: Span,
+    },
     ToolCall {
         choice: u32,
         index: u32,
         id: Option<Span>,
+        kind: Option<Span>,
         name: Option<Span>,
         arguments: Span,
     },
@@ -252,16 +275,22 @@ impl Batch {
                 choice,
                 text: self.span(text),
             },
+            Event::Refusal { choice, text } => Record::Refusal {
+                choice,
+                text: self.span(text),
+            },
             Event::ToolCall {
                 choice,
                 index,
                 id,
+                kind,
                 name,
                 arguments,
             } => Record::ToolCall {
                 choice,
                 index,
                 id: id.map(|s| self.span(s)),
+                kind: kind.map(|s| self.span(s)),
                 name: name.map(|s| self.span(s)),
                 arguments: self.span(arguments),
             },
@@ -295,16 +324,22 @@ impl Batch {
                 choice,
                 text: self.str(text),
             },
+            Record::Refusal { choice, text } => Event::Refusal {
+                choice,
+                text: self.str(text),
+            },
             Record::ToolCall {
                 choice,
                 index,
                 id,
+                kind,
                 name,
                 arguments,
             } => Event::ToolCall {
                 choice,
                 index,
                 id: id.map(|s| self.str(s)),
+                kind: kind.map(|s| self.str(s)),
                 name: name.map(|s| self.str(s)),
                 arguments: self.str(arguments),
             },
@@ -562,6 +597,8 @@ pub struct Stream {
     next: usize,
     /// How the reply ended, once the consumer has seen every event.
     end: Option<Result<(), Error>>,
+    /// The events pulled so far, put together.
+    message: Message,
     /// The iterator has yielded the end or the error.
     iterated_to_end: bool,
 }
@@ -613,6 +650,7 @@ impl Stream {
             current: Batch::default(),
             next: 0,
             end: None,
+            message: Message::new(),
             iterated_to_end: false,
         })
     }
@@ -638,7 +676,16 @@ impl Stream {
                 queue.wake.clear();
             }
         }
-        Ok(Pulled::Event(self.current.event(i)))
+        let event = self.current.event(i);
+        self.message.apply(&event);
+        Ok(Pulled::Event(event))
+    }
+
+    /// The assistant message put together from the events pulled so far (all of them once
+    /// the stream has reported its end): what openai-python's `get_final_completion()`
+    /// gives.
+    pub fn message(&self) -> &Message {
+        &self.message
     }
 
     /// Takes the next published batch into `current`, waiting at most `wait`. False when
@@ -784,10 +831,15 @@ mod tests {
                 choice: 1,
                 text: "",
             },
+            Event::Refusal {
+                choice: 0,
+                text: "no",
+            },
             Event::ToolCall {
                 choice: 0,
                 index: 2,
                 id: Some("call_1"),
+                kind: Some("function"),
                 name: None,
                 arguments: "{\"a\":",
             },
@@ -813,13 +865,19 @@ mod tests {
         }
         for record in &batch.records {
             let spans: Vec<Span> = match *record {
-                Record::Content { text, .. } | Record::Reasoning { text, .. } => vec![text],
+                Record::Content { text, .. }
+                | Record::Reasoning { text, .. }
+                | Record::Refusal { text, .. } => vec![text],
                 Record::ToolCall {
                     id,
+                    kind,
                     name,
                     arguments,
                     ..
-                } => [id, name, Some(arguments)].into_iter().flatten().collect(),
+                } => [id, kind, name, Some(arguments)]
+                    .into_iter()
+                    .flatten()
+                    .collect(),
                 Record::Finish { reason, .. } => vec![reason],
                 Record::Usage { json, .. } => vec![json],
             };

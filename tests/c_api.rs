@@ -704,7 +704,7 @@ fn free_functions_accept_null() {
 #[test]
 fn every_status_has_a_description() {
     let out = pass("test_basic", "status_str", &closed_url(), &[]);
-    assert_eq!(out.lines("STATUS").len(), 11, "{}", out.show());
+    assert_eq!(out.lines("STATUS").len(), 12, "{}", out.show());
 }
 
 #[test]

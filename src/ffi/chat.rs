@@ -331,6 +331,45 @@ pub unsafe extern "C" fn ylokh_chat_text(
     })
 }
 
+/// Like `ylokh_chat_text`, but returns the whole assistant message as one JSON object
+/// (what `ylokh_stream_message_json` gives at the end of a stream): `role`, `content`,
+/// `reasoning`, `refusal`, `tool_calls` (assembled: `id`, `type`, `function` `name` and
+/// `arguments`), `finish_reason` and `usage` (null when unknown). On success `*out_json`
+/// receives it, to release with `ylokh_string_free`, and `*out_len` (when not NULL) its
+/// length. On failure the outputs are untouched. Since 0.2.0.
+///
+/// # Safety
+/// As `ylokh_chat_text`.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_chat_message_json(
+    client: *mut ylokh_client,
+    model: *const c_char,
+    messages_json: *const c_char,
+    options_json: *const c_char,
+    out_json: *mut *mut c_char,
+    out_len: *mut usize,
+) -> ylokh_status {
+    guard(|| {
+        if out_json.is_null() {
+            return Err(Error::invalid("out_json is NULL"));
+        }
+        // SAFETY: the client is NULL or live, the strings NULL or NUL-terminated, as the
+        // caller promises; they are read before the call starts and not kept.
+        let (client, model, messages, options) = unsafe {
+            (
+                handle(client, "client")?,
+                opt_str(model, "model")?,
+                req_str(messages_json, "messages_json")?,
+                opt_str(options_json, "options_json")?,
+            )
+        };
+        let request = ChatRequest::from_json(model, messages, options)?;
+        let message = client.client().chat_message(&request)?;
+        // SAFETY: out_json checked non-NULL; both outputs writable as the caller promises.
+        unsafe { hand_out_string(message.to_json(), out_json, out_len) }
+    })
+}
+
 /// Sends every message of `conversation` and streams the reply to `on_token`. On success
 /// the assistant's reply is appended to the conversation (with its tool calls, if any); on
 /// any failure, abort included, the conversation is unchanged. Add the user's message with

@@ -4,16 +4,14 @@ use std::ffi::{c_char, c_int};
 use std::time::Duration;
 
 use super::chat::{ylokh_event, ylokh_event_kind, ylokh_request};
-use super::handles::{ylokh_client, ylokh_conversation};
-use super::{fail, guard, guard_value, handle, opt_str, req_str, ylokh_status, YLOKH_OK};
+use super::handles::{hand_out_string, ylokh_client, ylokh_conversation};
+use super::{
+    fail, guard, guard_value, handle, opt_str, req_str, ylokh_status, YLOKH_E_AGAIN, YLOKH_OK,
+};
 use crate::chunk::Event;
 use crate::error::Error;
 use crate::request::{self, ChatRequest};
 use crate::stream::{Pulled, Stream};
-
-/// Returned by `ylokh_stream_next` when no event came within the wait: try again later.
-/// Not a failure: `ylokh_last_error()` is left as it was.
-pub const YLOKH_E_AGAIN: ylokh_status = 11;
 
 /// A reply being received in the background, pulled event by event with
 /// `ylokh_stream_next`. Opaque.
@@ -157,7 +155,7 @@ pub unsafe extern "C" fn ylokh_stream_next(
                 // SAFETY: the caller keeps the conversation alive and to this stream until
                 // the end is reported (see ylokh_stream_open); it is appended to once.
                 if let Some(conversation) = unsafe { handle.conversation.as_mut() } {
-                    handle.stream.append_reply_to(&mut conversation.inner);
+                    conversation.inner.push_reply(handle.stream.message());
                     handle.conversation = std::ptr::null_mut();
                 }
                 std::ptr::null()
@@ -202,6 +200,31 @@ pub unsafe extern "C" fn ylokh_stream_fd(stream: *const ylokh_stream) -> c_int {
             }
             None => -1,
         }
+    })
+}
+
+/// The assistant message put together from the events pulled so far, as one JSON object:
+/// `role` ("assistant"), `content`, `reasoning`, `refusal`, `tool_calls` (assembled from
+/// their pieces: `id`, `type`, `function` `name` and `arguments`; of id, type and name the
+/// first non-empty value is kept), `finish_reason` and `usage` (the server's object), each
+/// null when unknown so far. After `ylokh_stream_next` reported the end it is the whole
+/// reply, what openai-python's `get_final_completion()` gives. Only choice 0 is put
+/// together. On success `*out_json` receives it, to release with `ylokh_string_free`, and
+/// `*out_len` (when not NULL) its length. Never waits. Since 0.2.0.
+///
+/// # Safety
+/// `stream` is NULL or live; `out_json` and `out_len` are NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_stream_message_json(
+    stream: *const ylokh_stream,
+    out_json: *mut *mut c_char,
+    out_len: *mut usize,
+) -> ylokh_status {
+    guard(|| {
+        // SAFETY: the caller passes NULL or a live stream.
+        let handle = unsafe { handle(stream, "stream") }?;
+        // SAFETY: both outputs are NULL (refused by hand_out_string) or writable.
+        unsafe { hand_out_string(handle.stream.message().to_json(), out_json, out_len) }
     })
 }
 
@@ -255,12 +278,18 @@ fn c_event(event: &Event<'_>) -> ylokh_event {
             c.choice = choice;
             text
         }
+        Event::Refusal { choice, text } => {
+            c.kind = ylokh_event_kind::YLOKH_EVENT_REFUSAL;
+            c.choice = choice;
+            text
+        }
         Event::ToolCall {
             choice,
             index,
             id,
             name,
             arguments,
+            ..
         } => {
             c.kind = ylokh_event_kind::YLOKH_EVENT_TOOL_CALL;
             c.choice = choice;
