@@ -38,6 +38,8 @@ const BATCH_EVENTS: usize = 256;
 const BATCH_BYTES: usize = 16 * 1024;
 /// Emptied batches kept for reuse, so that a steady stream allocates nothing.
 const SPARE_BATCHES: usize = 2;
+/// How long a pull that must not wait spins for the queue's lock.
+const LOCK_SPIN: Duration = Duration::from_micros(200);
 /// The worker's stack: what a call needs (ureq, rustls, serde) with room to spare; small,
 /// because a program may hold a thousand streams.
 const WORKER_STACK: usize = 256 * 1024;
@@ -463,6 +465,23 @@ impl Shared {
         // panic elsewhere) is still usable.
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// The lock for a pull that must not wait: the worker holds it for a few instructions,
+    /// so spinning briefly nearly always gets it; if the worker was preempted while holding
+    /// it, give up rather than sleep (the pull then reports nothing yet).
+    fn lock_without_waiting(&self) -> Option<MutexGuard<'_, Queue>> {
+        let started = Instant::now();
+        loop {
+            match self.queue.try_lock() {
+                Ok(queue) => return Some(queue),
+                Err(std::sync::TryLockError::Poisoned(e)) => return Some(e.into_inner()),
+                Err(std::sync::TryLockError::WouldBlock) if started.elapsed() < LOCK_SPIN => {
+                    std::hint::spin_loop()
+                }
+                Err(std::sync::TryLockError::WouldBlock) => return None,
+            }
+        }
+    }
 }
 
 /// The worker's side: the batch being filled, published before each wait for input.
@@ -655,8 +674,8 @@ impl Stream {
         })
     }
 
-    /// The next event, waiting at most `wait` for it (`Duration::ZERO`: not at all;
-    /// `Duration::MAX`: as long as it takes). An error means the reply failed; every later
+    /// The next event, waiting at most `wait` for it (`Duration::ZERO`: not at all, and
+    /// never sleeping, see [`Stream::wake_fd`]; `Duration::MAX`: as long as it takes). An error means the reply failed; every later
     /// pull returns it again. The event is borrowed until the next call on the stream.
     pub fn pull(&mut self, wait: Duration) -> Result<Pulled<'_>, Error> {
         if self.next >= self.current.len() && !self.refill(wait) {
@@ -670,10 +689,17 @@ impl Stream {
         self.next += 1;
         if self.next == self.current.len() {
             // The last event held here: the descriptor must go quiet now if nothing else
-            // waits, so that it never reports an event that is not there.
-            let mut queue = self.shared.lock();
-            if queue.full.is_empty() && queue.end.is_none() {
-                queue.wake.clear();
+            // waits, so that it never reports an event that is not there. (Should the lock
+            // be busy, it stays readable and the next pull finds out.)
+            let queue = if wait.is_zero() {
+                self.shared.lock_without_waiting()
+            } else {
+                Some(self.shared.lock())
+            };
+            if let Some(mut queue) = queue {
+                if queue.full.is_empty() && queue.end.is_none() {
+                    queue.wake.clear();
+                }
             }
         }
         let event = self.current.event(i);
@@ -695,7 +721,14 @@ impl Stream {
             return false;
         }
         let deadline = Instant::now().checked_add(wait);
-        let mut queue = self.shared.lock();
+        let mut queue = if wait.is_zero() {
+            match self.shared.lock_without_waiting() {
+                Some(queue) => queue,
+                None => return false,
+            }
+        } else {
+            self.shared.lock()
+        };
         let mut done = std::mem::take(&mut self.current);
         if done.records.capacity() > 0 && queue.spare.len() < SPARE_BATCHES {
             done.clear();
