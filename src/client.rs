@@ -553,10 +553,9 @@ fn build_agent(settings: &Settings) -> Result<Agent, Error> {
         // Several threads streaming at once each keep a connection to the same host.
         .max_idle_connections(64)
         .max_idle_connections_per_host(32)
-        // ureq's 128 KiB per direction would be most of the memory of a reply; a read of
-        // 16 KiB holds about a hundred events, and the request head must fit in 16 KiB.
-        .input_buffer_size(CONNECTION_BUFFER)
-        .output_buffer_size(CONNECTION_BUFFER)
+        // ureq's 128 KiB per direction would be most of the memory of a reply.
+        .input_buffer_size(INPUT_BUFFER)
+        .output_buffer_size(OUTPUT_BUFFER)
         .user_agent(concat!("libylokh/", env!("CARGO_PKG_VERSION")))
         .build();
     Ok(transport::agent(config))
@@ -796,8 +795,12 @@ impl Call<'_> {
     }
 }
 
-/// The input and output buffer of each connection. The response head must fit in it.
-const CONNECTION_BUFFER: usize = 16 * 1024;
+/// The input buffer of each connection (ureq's default is 128 KiB): a read fills it, so
+/// it holds about 60 events; the response head must fit in it.
+const INPUT_BUFFER: usize = 16 * 1024;
+/// The output buffer of each connection (ureq's default is 128 KiB): the request head
+/// must fit in it; the body goes through it in pieces.
+const OUTPUT_BUFFER: usize = 8 * 1024;
 
 /// How many 307/308 redirects one call follows.
 const MAX_REDIRECTS: u32 = 5;
@@ -982,8 +985,9 @@ enum Stop {
     Failed(Error),
 }
 
-/// Bytes read from the socket at a time: a few events' worth without a large stack frame.
-const READ_BUFFER: usize = 16 * 1024;
+/// Bytes taken from the connection's input buffer at a time: a few dozen events' worth;
+/// small, because a program may hold a thousand replies at once.
+const READ_BUFFER: usize = 4 * 1024;
 
 pub(crate) fn read_stream(
     mut reader: impl Read,

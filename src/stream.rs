@@ -29,15 +29,15 @@ use crate::request::ChatRequest;
 use crate::transport;
 
 /// When this many bytes of events wait for the consumer, the worker stops reading.
-const QUEUE_BYTES: usize = 64 * 1024;
+const QUEUE_BYTES: usize = 16 * 1024;
 /// When this many events wait for the consumer, the worker stops reading.
 const QUEUE_EVENTS: usize = 1024;
 /// The worker publishes its batch early once it holds this many events or bytes, so that
 /// back-pressure is felt in steps of this size.
-const BATCH_EVENTS: usize = 256;
-const BATCH_BYTES: usize = 16 * 1024;
+const BATCH_EVENTS: usize = 512;
+const BATCH_BYTES: usize = 8 * 1024;
 /// Emptied batches kept for reuse, so that a steady stream allocates nothing.
-const SPARE_BATCHES: usize = 2;
+const SPARE_BATCHES: usize = 1;
 /// How long a pull that must not wait spins for the queue's lock.
 const LOCK_SPIN: Duration = Duration::from_micros(200);
 /// The worker's stack: what a call needs (ureq, rustls, serde) with room to spare; small,
@@ -189,98 +189,76 @@ impl From<Event<'_>> for OwnedEvent {
 // Batches: events stored without borrowing
 // ---------------------------------------------------------------------------------------
 
-/// Where a string of an event is in its batch's text.
-#[derive(Debug, Clone, Copy)]
-struct Span {
-    start: usize,
-    len: usize,
-}
-
-/// An event of a batch, its strings replaced by spans.
-#[derive(Debug, Clone, Copy)]
-enum Record {
-    Content {
-        choice: u32,
-        text: Span,
-    },
-    Reasoning {
-        choice: u32,
-        text: Span,
-    },
-    Refusal {
-        choice: u32,
-        text: Span,
-    },
-    ToolCall {
-        choice: u32,
-        index: u32,
-        id: Option<Span>,
-        kind: Option<Span>,
-        name: Option<Span>,
-        arguments: Span,
-    },
-    Finish {
-        choice: u32,
-        reason: Span,
-    },
-    Usage {
-        counts: [u64; 3],
-        json: Span,
-    },
-}
-
-/// Events in order, their strings one after another in `text`, each followed by a NUL:
-/// a string handed out from a stream is always NUL-terminated in memory (the C API
-/// relies on it).
+/// Events in order, compactly: for each, a kind byte and its numbers as varints in
+/// `meta`, and its strings one after another in `text`, each followed by a NUL (so a
+/// string handed out from a stream is always NUL-terminated in memory: the C API relies
+/// on it). A content token costs its text plus about 4 bytes.
 #[derive(Debug, Default)]
 struct Batch {
-    records: Vec<Record>,
+    meta: Vec<u8>,
     text: String,
+    events: usize,
 }
+
+/// Where the next event of a batch starts.
+#[derive(Debug, Default, Clone, Copy)]
+struct Cursor {
+    meta: usize,
+    text: usize,
+}
+
+const CONTENT: u8 = 0;
+const REASONING: u8 = 1;
+const REFUSAL: u8 = 2;
+const TOOL_CALL: u8 = 3;
+const FINISH: u8 = 4;
+const USAGE: u8 = 5;
 
 impl Batch {
     fn len(&self) -> usize {
-        self.records.len()
+        self.events
     }
 
     fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.events == 0
     }
 
-    /// Roughly what the batch holds in memory, for the queue's bound.
+    /// What the batch holds, for the queue's bound.
     fn bytes(&self) -> usize {
-        self.text.len() + self.records.len() * std::mem::size_of::<Record>()
+        self.meta.len() + self.text.len()
+    }
+
+    /// Whether `cursor` is past the last event.
+    fn at_end(&self, cursor: Cursor) -> bool {
+        cursor.meta >= self.meta.len()
     }
 
     fn clear(&mut self) {
-        self.records.clear();
+        self.meta.clear();
         self.text.clear();
+        self.events = 0;
     }
 
-    fn span(&mut self, s: &str) -> Span {
-        let span = Span {
-            start: self.text.len(),
-            len: s.len(),
-        };
+    fn number(&mut self, mut n: u64) {
+        while n >= 0x80 {
+            self.meta.push((n as u8) | 0x80);
+            n >>= 7;
+        }
+        self.meta.push(n as u8);
+    }
+
+    fn string(&mut self, s: &str) {
+        self.number(s.len() as u64);
         self.text.push_str(s);
         self.text.push('\0');
-        span
     }
 
     fn push(&mut self, event: &Event<'_>) {
-        let record = match *event {
-            Event::Content { choice, text } => Record::Content {
-                choice,
-                text: self.span(text),
-            },
-            Event::Reasoning { choice, text } => Record::Reasoning {
-                choice,
-                text: self.span(text),
-            },
-            Event::Refusal { choice, text } => Record::Refusal {
-                choice,
-                text: self.span(text),
-            },
+        match *event {
+            Event::Content { choice, text } => self.simple(CONTENT, choice, text),
+            Event::Reasoning { choice, text } => self.simple(REASONING, choice, text),
+            Event::Refusal { choice, text } => self.simple(REFUSAL, choice, text),
+            Event::Finish { choice, reason } => self.simple(FINISH, choice, reason),
             Event::ToolCall {
                 choice,
                 index,
@@ -288,72 +266,101 @@ impl Batch {
                 kind,
                 name,
                 arguments,
-            } => Record::ToolCall {
-                choice,
-                index,
-                id: id.map(|s| self.span(s)),
-                kind: kind.map(|s| self.span(s)),
-                name: name.map(|s| self.span(s)),
-                arguments: self.span(arguments),
-            },
-            Event::Finish { choice, reason } => Record::Finish {
-                choice,
-                reason: self.span(reason),
-            },
-            Event::Usage(usage) => Record::Usage {
-                counts: [
-                    usage.prompt_tokens,
-                    usage.completion_tokens,
-                    usage.total_tokens,
-                ],
-                json: self.span(usage.json),
-            },
+            } => {
+                self.meta.push(TOOL_CALL);
+                self.number(choice.into());
+                self.number(index.into());
+                let present = [id, kind, name];
+                let flags = present
+                    .iter()
+                    .enumerate()
+                    .fold(0u8, |f, (i, s)| f | (u8::from(s.is_some()) << i));
+                self.meta.push(flags);
+                for s in present.into_iter().flatten() {
+                    self.string(s);
+                }
+                self.string(arguments);
+            }
+            Event::Usage(usage) => {
+                self.meta.push(USAGE);
+                self.number(usage.prompt_tokens);
+                self.number(usage.completion_tokens);
+                self.number(usage.total_tokens);
+                self.string(usage.json);
+            }
+        }
+        self.events += 1;
+    }
+
+    fn simple(&mut self, kind: u8, choice: u32, text: &str) {
+        self.meta.push(kind);
+        self.number(choice.into());
+        self.string(text);
+    }
+
+    /// The event at `cursor`, which is moved past it. Reads only what `push` wrote.
+    fn read(&self, cursor: &mut Cursor) -> Event<'_> {
+        let byte = |c: &mut Cursor| {
+            let b = self.meta[c.meta];
+            c.meta += 1;
+            b
         };
-        self.records.push(record);
-    }
-
-    fn str(&self, span: Span) -> &str {
-        &self.text[span.start..span.start + span.len]
-    }
-
-    fn event(&self, i: usize) -> Event<'_> {
-        match self.records[i] {
-            Record::Content { choice, text } => Event::Content {
-                choice,
-                text: self.str(text),
+        let number = |c: &mut Cursor| {
+            let (mut n, mut shift) = (0u64, 0);
+            loop {
+                let b = byte(c);
+                n |= u64::from(b & 0x7f) << shift;
+                if b < 0x80 {
+                    return n;
+                }
+                shift += 7;
+            }
+        };
+        // Choices and indices were u32 when written.
+        let small = |c: &mut Cursor| number(c) as u32;
+        let string = |c: &mut Cursor| {
+            let len = number(c) as usize;
+            let s = &self.text[c.text..c.text + len];
+            c.text += len + 1;
+            s
+        };
+        match byte(cursor) {
+            CONTENT => Event::Content {
+                choice: small(cursor),
+                text: string(cursor),
             },
-            Record::Reasoning { choice, text } => Event::Reasoning {
-                choice,
-                text: self.str(text),
+            REASONING => Event::Reasoning {
+                choice: small(cursor),
+                text: string(cursor),
             },
-            Record::Refusal { choice, text } => Event::Refusal {
-                choice,
-                text: self.str(text),
+            REFUSAL => Event::Refusal {
+                choice: small(cursor),
+                text: string(cursor),
             },
-            Record::ToolCall {
-                choice,
-                index,
-                id,
-                kind,
-                name,
-                arguments,
-            } => Event::ToolCall {
-                choice,
-                index,
-                id: id.map(|s| self.str(s)),
-                kind: kind.map(|s| self.str(s)),
-                name: name.map(|s| self.str(s)),
-                arguments: self.str(arguments),
+            FINISH => Event::Finish {
+                choice: small(cursor),
+                reason: string(cursor),
             },
-            Record::Finish { choice, reason } => Event::Finish {
-                choice,
-                reason: self.str(reason),
-            },
-            Record::Usage { counts, json } => Event::Usage(Usage {
-                prompt_tokens: counts[0],
-                completion_tokens: counts[1],
-                total_tokens: counts[2],
-                json: self.str(json),
+            TOOL_CALL => {
+                let choice = small(cursor);
+                let index = small(cursor);
+                let flags = byte(cursor);
+                let mut optional = |bit: u8| (flags & (1 << bit) != 0).then(|| string(cursor));
+                let (id, kind, name) = (optional(0), optional(1), optional(2));
+                Event::ToolCall {
+                    choice,
+                    index,
+                    id,
+                    kind,
+                    name,
+                    arguments: string(cursor),
+                }
+            }
+            _ => Event::Usage(Usage {
+                prompt_tokens: number(cursor),
+                completion_tokens: number(cursor),
+                total_tokens: number(cursor),
+                json: string(cursor),
             }),
         }
     }
@@ -363,60 +370,73 @@ impl Batch {
 // The wake-up descriptor
 // ---------------------------------------------------------------------------------------
 
-/// A descriptor that is readable exactly while the consumer would not wait: one end of a
-/// socket pair holding one byte while signalled. Made on first request only, so streams
-/// read without poll() cost no descriptors.
+/// A descriptor that is readable while the consumer would not wait: one end of a socket
+/// pair holding a byte while signalled. Made on first request only, so streams read
+/// without poll() cost no descriptors.
+///
+/// The worker writes its byte after releasing the queue's lock (so that the consumer it
+/// wakes does not find the lock taken), having marked the queue signalled under the lock;
+/// the consumer clears under the lock, reading whatever is there. A byte written just
+/// after a clear leaves the descriptor readable with nothing to pull once; a wake-up is
+/// never lost, because the consumer looks at the queue under the lock before it waits.
 #[derive(Debug, Default)]
 struct Wake {
     #[cfg(unix)]
-    pair: Option<(
+    pair: std::sync::OnceLock<(
         std::os::unix::net::UnixStream,
         std::os::unix::net::UnixStream,
     )>,
-    signalled: bool,
 }
 
 impl Wake {
-    /// The readable end, made now if needed, in the state `ready`. -1 where there is none.
-    fn fd(&mut self, ready: bool) -> std::io::Result<i32> {
+    /// The readable end, made now if needed (then `true`: it starts unsignalled).
+    /// -1 where there is none.
+    fn fd(&self) -> std::io::Result<(i32, bool)> {
         #[cfg(unix)]
         {
             use std::os::unix::io::AsRawFd;
-            if self.pair.is_none() {
+            let mut made = false;
+            if self.pair.get().is_none() {
                 let (read, write) = std::os::unix::net::UnixStream::pair()?;
                 read.set_nonblocking(true)?;
                 write.set_nonblocking(true)?;
-                self.pair = Some((read, write));
-                self.signalled = false;
-                if ready {
-                    self.set();
-                }
+                // Called under the queue's lock, so no other thread makes one meanwhile.
+                made = self.pair.set((read, write)).is_ok();
             }
-            Ok(self.pair.as_ref().map_or(-1, |(read, _)| read.as_raw_fd()))
+            Ok((
+                self.pair.get().map_or(-1, |(read, _)| read.as_raw_fd()),
+                made,
+            ))
         }
         #[cfg(not(unix))]
         {
-            let _ = ready;
-            Ok(-1)
+            Ok((-1, false))
         }
     }
 
-    fn set(&mut self) {
+    fn exists(&self) -> bool {
         #[cfg(unix)]
-        if let (Some((_, write)), false) = (&self.pair, self.signalled) {
+        return self.pair.get().is_some();
+        #[cfg(not(unix))]
+        return false;
+    }
+
+    fn set(&self) {
+        #[cfg(unix)]
+        if let Some((_, write)) = self.pair.get() {
             use std::io::Write;
-            // One byte in a fresh socket buffer cannot block; an error leaves it unsignalled.
-            self.signalled = (&*write).write(&[1]).is_ok();
+            // A few bytes at most wait in the socket, so this cannot block; should it
+            // fail, the consumer's next pull still finds the events.
+            let _ = (&*write).write(&[1]);
         }
     }
 
-    fn clear(&mut self) {
+    fn clear(&self) {
         #[cfg(unix)]
-        if let (Some((read, _)), true) = (&self.pair, self.signalled) {
+        if let Some((read, _)) = self.pair.get() {
             use std::io::Read;
-            let mut byte = [0u8; 8];
-            while matches!((&*read).read(&mut byte), Ok(n) if n > 0) {}
-            self.signalled = false;
+            let mut bytes = [0u8; 16];
+            while matches!((&*read).read(&mut bytes), Ok(n) if n > 0) {}
         }
     }
 }
@@ -439,7 +459,25 @@ struct Queue {
     closed: bool,
     consumer_waiting: bool,
     worker_waiting: bool,
-    wake: Wake,
+    /// The wake-up descriptor holds (or is about to hold) a byte.
+    signalled: bool,
+}
+
+impl Queue {
+    /// Marks the queue signalled; true when the caller must write the byte (after
+    /// releasing the lock).
+    fn signal(&mut self, wake: &Wake) -> bool {
+        let write = !self.signalled && wake.exists();
+        self.signalled |= write;
+        write
+    }
+
+    /// Empties the wake-up descriptor: nothing is there to pull. Reads even when not
+    /// signalled, to take a byte written late.
+    fn unsignal(&mut self, wake: &Wake) {
+        wake.clear();
+        self.signalled = false;
+    }
 }
 
 impl Queue {
@@ -457,6 +495,7 @@ struct Shared {
     room: Condvar,
     /// The queue is at its bound (read without the lock on every event).
     full: AtomicBool,
+    wake: Wake,
 }
 
 impl Shared {
@@ -489,15 +528,27 @@ struct Producer {
     shared: Arc<Shared>,
     stop: CancelToken,
     batch: Batch,
+    /// Why the producer stopped the call itself.
+    failure: Option<Error>,
 }
+
+/// Batches index their text with 32-bit offsets; a larger event (possible only with a
+/// client limit raised past it) ends the reply with a protocol error.
+const MAX_EVENT_TEXT: usize = 1 << 30;
 
 impl Producer {
     fn push(&mut self, event: Event<'_>) -> ControlFlow<()> {
         if self.shared.full.load(Ordering::Relaxed) {
             self.publish(true)?;
         }
+        if text_len(&event) > MAX_EVENT_TEXT {
+            self.failure = Some(Error::protocol(
+                "the server sent an event of over 1 GiB, more than a stream can hold",
+            ));
+            return ControlFlow::Break(());
+        }
         self.batch.push(&event);
-        if self.batch.len() >= BATCH_EVENTS || self.batch.text.len() >= BATCH_BYTES {
+        if self.batch.len() >= BATCH_EVENTS || self.batch.bytes() >= BATCH_BYTES {
             self.publish(true)?;
         }
         ControlFlow::Continue(())
@@ -532,8 +583,10 @@ impl Producer {
             queue.bytes += batch.bytes();
             queue.events += batch.len();
             queue.full.push_back(batch);
-            self.shared.full.store(queue.over_limit(), Ordering::Relaxed);
-            self.announce(&mut queue);
+            self.shared
+                .full
+                .store(queue.over_limit(), Ordering::Relaxed);
+            self.announce(queue);
         }
         ControlFlow::Continue(())
     }
@@ -547,14 +600,46 @@ impl Producer {
             queue.full.push_back(batch);
         }
         queue.end = Some(result);
-        self.announce(&mut queue);
+        self.announce(queue);
     }
 
-    fn announce(&self, queue: &mut Queue) {
-        queue.wake.set();
-        if queue.consumer_waiting {
+    /// Tells the consumer, after releasing the lock (so that the consumer woken does not
+    /// find it taken).
+    fn announce(&self, mut queue: MutexGuard<'_, Queue>) {
+        let write = queue.signal(&self.shared.wake);
+        let waiting = queue.consumer_waiting;
+        drop(queue);
+        if write {
+            self.shared.wake.set();
+        }
+        if waiting {
             self.shared.arrived.notify_one();
         }
+    }
+}
+
+/// The bytes of an event's strings.
+fn text_len(event: &Event<'_>) -> usize {
+    match *event {
+        Event::Content { text, .. }
+        | Event::Reasoning { text, .. }
+        | Event::Refusal { text, .. }
+        | Event::Finish { reason: text, .. } => text.len(),
+        Event::ToolCall {
+            id,
+            kind,
+            name,
+            arguments,
+            ..
+        } => {
+            [id, kind, name]
+                .iter()
+                .flatten()
+                .map(|s| s.len())
+                .sum::<usize>()
+                + arguments.len()
+        }
+        Event::Usage(usage) => usage.json.len(),
     }
 }
 
@@ -563,6 +648,7 @@ fn worker(shared: Arc<Shared>, call: PreparedCall, request: ChatRequest, stop: C
         shared: shared.clone(),
         stop: stop.clone(),
         batch: Batch::default(),
+        failure: None,
     }));
     let before_wait = producer.clone();
     let result = catch_unwind(AssertUnwindSafe(|| {
@@ -576,6 +662,9 @@ fn worker(shared: Arc<Shared>, call: PreparedCall, request: ChatRequest, stop: C
             producer.borrow_mut().push(event)
         });
         transport::set_before_wait(None);
+        if let Some(failure) = producer.borrow_mut().failure.take() {
+            return Err(failure);
+        }
         match result {
             // Stopped by the consumer closing the stream or by the request's cancel token:
             // say so, rather than "the callback asked to stop".
@@ -611,9 +700,9 @@ pub struct Stream {
     shared: Arc<Shared>,
     stop: CancelToken,
     worker: Option<JoinHandle<()>>,
-    /// The batch events are handed out from.
+    /// The batch events are handed out from, and where its next event is.
     current: Batch,
-    next: usize,
+    next: Cursor,
     /// How the reply ended, once the consumer has seen every event.
     end: Option<Result<(), Error>>,
     /// The events pulled so far, put together.
@@ -667,7 +756,7 @@ impl Stream {
             stop,
             worker: Some(worker),
             current: Batch::default(),
-            next: 0,
+            next: Cursor::default(),
             end: None,
             message: Message::new(),
             iterated_to_end: false,
@@ -678,16 +767,17 @@ impl Stream {
     /// never sleeping, see [`Stream::wake_fd`]; `Duration::MAX`: as long as it takes). An error means the reply failed; every later
     /// pull returns it again. The event is borrowed until the next call on the stream.
     pub fn pull(&mut self, wait: Duration) -> Result<Pulled<'_>, Error> {
-        if self.next >= self.current.len() && !self.refill(wait) {
+        if self.current.at_end(self.next) && !self.refill(wait) {
             return match &self.end {
                 Some(Ok(())) => Ok(Pulled::End),
                 Some(Err(e)) => Err(e.clone()),
                 None => Ok(Pulled::Pending),
             };
         }
-        let i = self.next;
-        self.next += 1;
-        if self.next == self.current.len() {
+        let mut next = self.next;
+        let event = self.current.read(&mut next);
+        self.next = next;
+        if self.current.at_end(self.next) {
             // The last event held here: the descriptor must go quiet now if nothing else
             // waits, so that it never reports an event that is not there. (Should the lock
             // be busy, it stays readable and the next pull finds out.)
@@ -698,11 +788,10 @@ impl Stream {
             };
             if let Some(mut queue) = queue {
                 if queue.full.is_empty() && queue.end.is_none() {
-                    queue.wake.clear();
+                    queue.unsignal(&self.shared.wake);
                 }
             }
         }
-        let event = self.current.event(i);
         self.message.apply(&event);
         Ok(Pulled::Event(event))
     }
@@ -730,11 +819,11 @@ impl Stream {
             self.shared.lock()
         };
         let mut done = std::mem::take(&mut self.current);
-        if done.records.capacity() > 0 && queue.spare.len() < SPARE_BATCHES {
+        if done.meta.capacity() > 0 && queue.spare.len() < SPARE_BATCHES {
             done.clear();
             queue.spare.push(done);
         }
-        self.next = 0;
+        self.next = Cursor::default();
         loop {
             if let Some(batch) = queue.full.pop_front() {
                 queue.bytes -= batch.bytes();
@@ -751,7 +840,7 @@ impl Stream {
                 self.end = Some(end.clone());
                 return false;
             }
-            queue.wake.clear();
+            queue.unsignal(&self.shared.wake);
             let left = match deadline {
                 Some(deadline) => deadline.saturating_duration_since(Instant::now()),
                 None => Duration::MAX,
@@ -784,16 +873,20 @@ impl Stream {
     /// (Windows), or when it could not be made (the error says why).
     pub fn wake_fd(&self) -> Result<i32, Error> {
         let mut queue = self.shared.lock();
-        let ready = self.next < self.current.len()
+        let ready = !self.current.at_end(self.next)
             || self.end.is_some()
             || !queue.full.is_empty()
             || queue.end.is_some();
-        queue.wake.fd(ready).map_err(|e| {
+        let (fd, made) = self.shared.wake.fd().map_err(|e| {
             Error::new(
                 ErrorKind::Io,
                 format!("could not make the stream's wake-up descriptor: {e}"),
             )
-        })
+        })?;
+        if made && ready && queue.signal(&self.shared.wake) {
+            self.shared.wake.set();
+        }
+        Ok(fd)
     }
 
     /// Whether the reply has ended (normally or not) and every event has been pulled.
@@ -882,26 +975,33 @@ mod tests {
             },
             Event::Usage(Usage {
                 prompt_tokens: 1,
-                completion_tokens: 2,
-                total_tokens: 3,
+                completion_tokens: u64::MAX,
+                total_tokens: 300,
                 json: "{}",
             }),
+            Event::Content {
+                choice: u32::MAX,
+                text: "x",
+            },
         ];
         let mut batch = Batch::default();
         for e in &events {
             batch.push(e);
         }
         assert_eq!(batch.len(), events.len());
-        for (i, e) in events.iter().enumerate() {
-            assert_eq!(&batch.event(i), e);
+        let mut cursor = Cursor::default();
+        for e in &events {
+            assert!(!batch.at_end(cursor));
+            let got = batch.read(&mut cursor);
+            assert_eq!(&got, e);
             assert_eq!(OwnedEvent::from(*e).as_event(), *e);
-        }
-        for record in &batch.records {
-            let spans: Vec<Span> = match *record {
-                Record::Content { text, .. }
-                | Record::Reasoning { text, .. }
-                | Record::Refusal { text, .. } => vec![text],
-                Record::ToolCall {
+            // Every string is followed by a NUL in the batch's memory.
+            let strings: Vec<&str> = match got {
+                Event::Content { text, .. }
+                | Event::Reasoning { text, .. }
+                | Event::Refusal { text, .. }
+                | Event::Finish { reason: text, .. } => vec![text],
+                Event::ToolCall {
                     id,
                     kind,
                     name,
@@ -911,33 +1011,49 @@ mod tests {
                     .into_iter()
                     .flatten()
                     .collect(),
-                Record::Finish { reason, .. } => vec![reason],
-                Record::Usage { json, .. } => vec![json],
+                Event::Usage(u) => vec![u.json],
             };
-            for s in spans {
-                assert_eq!(batch.text.as_bytes()[s.start + s.len], 0);
+            for s in strings {
+                let end = s.as_ptr() as usize - batch.text.as_ptr() as usize + s.len();
+                assert_eq!(batch.text.as_bytes()[end], 0);
             }
         }
+        assert!(batch.at_end(cursor));
     }
 
     #[cfg(unix)]
     #[test]
     fn wake_descriptor_follows_set_and_clear() {
-        let mut wake = Wake::default();
-        let fd = wake.fd(true).unwrap();
-        assert!(fd >= 0);
-        assert_eq!(wake.fd(false).unwrap(), fd, "made once");
+        let wake = Wake::default();
+        assert!(!wake.exists());
+        let (fd, made) = wake.fd().unwrap();
+        assert!(fd >= 0 && made);
+        assert_eq!(wake.fd().unwrap(), (fd, false), "made once");
+        // Readable: a byte can be read (and is put back).
         let readable = |wake: &Wake| {
+            use std::io::{Read, Write};
+            let (read, write) = wake.pair.get().unwrap();
             let mut b = [0u8; 1];
-            wake.pair.as_ref().unwrap().0.peek(&mut b).is_ok()
+            let got = matches!((&*read).read(&mut b), Ok(1));
+            if got {
+                (&*write).write_all(&b).unwrap();
+            }
+            got
         };
-        assert!(readable(&wake));
-        wake.clear();
+        let mut queue = Queue::default();
         assert!(!readable(&wake));
-        wake.set();
+        assert!(queue.signal(&wake));
+        assert!(!queue.signal(&wake), "one byte per signal");
         wake.set();
         assert!(readable(&wake));
-        wake.clear();
+        queue.unsignal(&wake);
+        assert!(!readable(&wake));
+        // A byte written late (after a clear) is read by the next clear.
+        assert!(queue.signal(&wake));
+        queue.unsignal(&wake);
+        wake.set();
+        assert!(readable(&wake));
+        queue.unsignal(&wake);
         assert!(!readable(&wake));
     }
 }

@@ -33,10 +33,7 @@ fn text_of(events: &[OwnedEvent]) -> String {
 
 #[test]
 fn iterator_yields_every_event_in_order() {
-    let server = Server::always(Script::sse(
-        &sse_stream(TOKENS),
-        Framing::ChunkedEvery(37),
-    ));
+    let server = Server::always(Script::sse(&sse_stream(TOKENS), Framing::ChunkedEvery(37)));
     let client = new_client(&server.base_url());
     let events: Vec<OwnedEvent> = client
         .stream(request())
@@ -99,7 +96,9 @@ fn bytes_split_at_every_offset_give_the_same_events_as_the_callback_api() {
 fn pull_without_waiting_returns_pending_then_the_events_then_end_for_ever() {
     // The reply comes after a pause, so the first pulls find nothing.
     let mut script = Script::sse(&sse_stream(&["a", "b"]), Framing::ChunkedEvery(64));
-    script.steps.insert(0, Step::Sleep(Duration::from_millis(200)));
+    script
+        .steps
+        .insert(0, Step::Sleep(Duration::from_millis(200)));
     let server = Server::always(script);
     let client = new_client(&server.base_url());
     let mut stream = client.stream(request()).unwrap();
@@ -123,7 +122,11 @@ fn pull_without_waiting_returns_pending_then_the_events_then_end_for_ever() {
 
 #[test]
 fn an_error_after_some_events_is_reported_after_them_and_stays() {
-    let body = format!("{}{}", chunk_event("partial"), error_event("model overloaded"));
+    let body = format!(
+        "{}{}",
+        chunk_event("partial"),
+        error_event("model overloaded")
+    );
     let server = Server::always(Script::sse(body.as_bytes(), Framing::CloseDelimited));
     let client = new_client(&server.base_url());
     let mut stream = client.stream(request()).unwrap();
@@ -154,7 +157,12 @@ fn http_errors_and_retries_behave_as_in_the_callback_api() {
 
     let server = Server::always(Script::json(404, &error_json("no such model", "x")));
     let client = new_client(&server.base_url());
-    let e = client.stream(request()).unwrap().next().unwrap().unwrap_err();
+    let e = client
+        .stream(request())
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::HttpStatus);
     assert_eq!(e.http_status(), Some(404));
     assert!(e.message().contains("no such model"));
@@ -162,11 +170,9 @@ fn http_errors_and_retries_behave_as_in_the_callback_api() {
 
 #[test]
 fn cancel_token_stops_a_stream_waiting_on_a_silent_server_within_100_ms() {
-    let server = Server::always(Script::sse(
-        chunk_event("first").as_bytes(),
-        Framing::CloseDelimited,
-    )
-    .then(Step::Stall));
+    let server = Server::always(
+        Script::sse(chunk_event("first").as_bytes(), Framing::CloseDelimited).then(Step::Stall),
+    );
     let client = new_client(&server.base_url());
     let cancel = CancelToken::new();
     let mut stream = Stream::open(&client, request(), Some(&cancel)).unwrap();
@@ -219,7 +225,9 @@ fn close_at_any_point_returns_promptly() {
 #[test]
 fn a_stalled_consumer_stops_the_worker_reading() {
     // 20,000 events of ~100 bytes (2 MB): far more than the queue's bound.
-    let tokens: Vec<String> = (0..20_000).map(|i| format!("token number {i:>6} ")).collect();
+    let tokens: Vec<String> = (0..20_000)
+        .map(|i| format!("token number {i:>6} "))
+        .collect();
     let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
     let body = sse_stream(&refs);
     let server = Server::always(Script::sse(&body, Framing::ContentLength));
