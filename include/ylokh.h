@@ -603,9 +603,11 @@ ylokh_status ylokh_stream_open(struct ylokh_client *client,
 //   `ylokh_last_error()` and `ylokh_last_http_status()` say why. Later calls return the
 //   same status and message.
 //
-// With `wait_ms` 0 it never blocks (it takes a lock the stream's thread holds only
-// briefly), so it may be called from a GUI or game loop; `ylokh_stream_fd` says when to
-// call it. Since 0.2.0.
+// With `wait_ms` 0 it never sleeps, so it may be called from a GUI or game loop;
+// `ylokh_stream_fd` says when to call it. (It takes a lock the stream's thread holds for a
+// few instructions at a time; in the rare case that thread was preempted while holding
+// it, the call gives up after 0.2 ms with `YLOKH_E_AGAIN` and the descriptor stays
+// readable.) Since 0.2.0.
 //
 // # Safety
 // `stream` is NULL or live and not used by another thread meanwhile; `out_event` is NULL

@@ -584,10 +584,14 @@ mod tests {
             proptest::option::of(opt_str.clone()),
             proptest::option::of(proptest::collection::vec(tool, 0..3)),
             proptest::option::of(json_value()),
+            proptest::option::of(opt_str.clone()),
             any::<bool>(),
         )
-            .prop_map(|(content, rc, r, tools, extra, flip)| {
+            .prop_map(|(content, rc, r, tools, extra, refusal, flip)| {
                 let mut m = Vec::new();
+                if let Some(x) = refusal {
+                    m.push(format!("\"refusal\":{x}"));
+                }
                 if let Some(x) = extra {
                     m.push(format!("\"role\":{x}"));
                 }

@@ -21,8 +21,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use crate::cancel::CancelToken;
 use crate::chunk::{Event, Usage};
-use crate::client::{CancelToken, Client, PreparedCall};
+use crate::client::{Client, PreparedCall};
 use crate::error::{Error, ErrorKind};
 use crate::message::Message;
 use crate::request::ChatRequest;

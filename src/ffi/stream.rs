@@ -4,7 +4,9 @@ use std::ffi::{c_char, c_int};
 use std::time::Duration;
 
 use super::chat::{ylokh_event, ylokh_event_kind, ylokh_request};
-use super::handles::{hand_out_string, ylokh_client, ylokh_conversation};
+use super::client::ylokh_client;
+use super::conversation::ylokh_conversation;
+use super::strings::hand_out_string;
 use super::{
     fail, guard, guard_value, handle, opt_str, req_str, ylokh_status, YLOKH_E_AGAIN, YLOKH_OK,
 };
