@@ -294,7 +294,8 @@ impl PreparedCall {
 }
 
 /// The input buffer of each connection (ureq's default is 128 KiB): a read fills it, so
-/// it holds about 60 events; the response head must fit in it.
+/// it holds about 60 events. The response head must fit in it: it is also the limit of
+/// the head's size (nginx's own default for an upstream's head is 4 or 8 KiB).
 const INPUT_BUFFER: usize = 16 * 1024;
 /// The output buffer of each connection (ureq's default is 128 KiB): the request head
 /// must fit in it; the body goes through it in pieces.
@@ -327,6 +328,9 @@ fn build_agent(settings: &Settings) -> Result<Agent, Error> {
         .max_idle_connections_per_host(32)
         // ureq's 128 KiB per direction would be most of the memory of a reply.
         .input_buffer_size(INPUT_BUFFER)
+        // Below the buffer, so that a head filling it is reported as too large (ureq
+        // compares with "greater than").
+        .max_response_header_size(INPUT_BUFFER - 1)
         .output_buffer_size(OUTPUT_BUFFER)
         .user_agent(concat!("libylokh/", env!("CARGO_PKG_VERSION")))
         .build();

@@ -37,9 +37,10 @@ enum Stop {
     Failed(Error),
 }
 
-/// Bytes taken from the connection's input buffer at a time: a few dozen events' worth;
-/// small, because a program may hold a thousand replies at once.
-const READ_BUFFER: usize = 4 * 1024;
+/// Bytes read from the socket at a time: a few events' worth without a large stack frame.
+/// (4 KiB would save memory per reply, but then ureq-proto 0.7.1 reports a long stream of
+/// 4 KiB events as "Peer disconnected": tests/faults.rs, the endless stream.)
+const READ_BUFFER: usize = 16 * 1024;
 
 pub(crate) fn read_stream(
     mut reader: impl Read,

@@ -247,3 +247,66 @@ fn a_stalled_consumer_stops_the_worker_reading() {
     }
     assert_eq!(text, tokens[1..].concat());
 }
+
+#[test]
+fn large_http_chunks_and_large_events_pass_through_the_small_connection_buffers() {
+    // The connection's input buffer is 16 KiB and a read takes at most 16 KiB: HTTP
+    // chunks of 64 KiB, and events of 40 KiB, must still arrive whole, by pull and by
+    // callback alike.
+    let big = "x".repeat(40 * 1024);
+    let tokens: Vec<String> = (0..200)
+        .map(|i| {
+            if i % 10 == 0 {
+                format!("{i}{big}")
+            } else {
+                format!("t{i} ")
+            }
+        })
+        .collect();
+    let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    let body = sse_stream(&refs);
+    for framing in [Framing::ChunkedEvery(64 * 1024), Framing::ContentLength] {
+        let server = Server::always(Script::sse(&body, framing.clone()));
+        let client = new_client(&server.base_url());
+        let events: Vec<OwnedEvent> = client
+            .stream(request())
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap_or_else(|e| panic!("{framing:?}: {e}"));
+        assert_eq!(text_of(&events), tokens.concat(), "{framing:?}");
+        let text = client.chat_text(&request()).unwrap();
+        assert_eq!(text, tokens.concat(), "{framing:?}");
+    }
+}
+
+#[test]
+fn a_response_head_up_to_16_kib_is_accepted_and_a_larger_one_is_a_protocol_error() {
+    // The connection's input buffer (16 KiB) bounds the response head: a 12 KiB head (big
+    // cookies and policies) is fine; a 20 KiB one is refused by name, not as an I/O error.
+    let script = |header_bytes: usize| {
+        let value = "v".repeat(header_bytes);
+        Script::response(
+            200,
+            &[
+                ("Content-Type", "text/event-stream"),
+                ("X-Large", value.as_str()),
+            ],
+            &sse_stream(&["ok"]),
+            Framing::ContentLength,
+        )
+    };
+    let server = Server::always(script(12 * 1024));
+    let client = new_client(&server.base_url());
+    assert_eq!(client.chat_text(&request()).unwrap(), "ok");
+    let events: Vec<OwnedEvent> = client
+        .stream(request())
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    assert_eq!(text_of(&events), "ok");
+
+    let server = Server::always(script(20 * 1024));
+    let client = new_client(&server.base_url());
+    let e = client.chat_text(&request()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+}
