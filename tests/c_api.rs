@@ -161,7 +161,7 @@ fn program(name: &str) -> PathBuf {
         "test_stream" => ("tests/c/test_stream.c".to_owned(), Link::Shared),
         "test_stream_sanitized" => ("tests/c/test_stream.c".to_owned(), Link::Sanitized),
         "test_basic_static" => ("tests/c/test_basic.c".to_owned(), Link::Static),
-        "chat" | "multiturn" | "cancel" => (format!("examples-c/{name}.c"), Link::Shared),
+        "chat" | "multiturn" | "cancel" | "poll" => (format!("examples-c/{name}.c"), Link::Shared),
         _ => panic!("unknown C program {name}"),
     };
     static BUILT: OnceLock<Mutex<HashMap<String, Result<PathBuf, String>>>> = OnceLock::new();

@@ -293,3 +293,42 @@ fn streams_closed_at_any_point_are_clean_under_address_and_undefined_sanitizers(
         assert_eq!(out.code(), Some(0), "{case}: {}", out.show());
     }
 }
+
+#[test]
+fn example_poll_runs_several_replies_from_one_thread() {
+    let server = Server::start(|req| {
+        let content = body_messages(req)[0]["content"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let tokens: Vec<String> = (0..40).map(|i| format!("{content}{i} ")).collect();
+        let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
+        Script::sse(&sse_stream(&refs), Framing::ChunkedEvery(100))
+    });
+    let url = server.base_url();
+    let out = run_example(
+        "poll",
+        &["red", "green", "blue"],
+        &[("YLOKH_BASE_URL", &url)],
+        None,
+    );
+    assert_eq!(out.code(), Some(0), "{}", out.show());
+    for (i, word) in ["red", "green", "blue"].iter().enumerate() {
+        let want: String = (0..40).map(|n| format!("{word}{n} ")).collect();
+        assert!(
+            out.stdout.contains(&format!("[{i}] {want}\n")),
+            "{word}: {}",
+            out.show()
+        );
+    }
+    assert_eq!(out.stdout.matches("\"finish_reason\":\"stop\"").count(), 3);
+    assert_eq!(server.requests().len(), 3);
+
+    let out = run_example("poll", &["x"], &[("YLOKH_BASE_URL", &closed_url())], None);
+    assert_eq!(out.code(), Some(1), "{}", out.show());
+    assert!(
+        out.stderr.contains("[0] could not connect"),
+        "{}",
+        out.show()
+    );
+}
