@@ -332,3 +332,21 @@ fn example_poll_runs_several_replies_from_one_thread() {
         out.show()
     );
 }
+
+#[test]
+fn doc_example_stream_pulls_the_events_then_prints_the_message() {
+    let server = Server::always(stream_of(&["Hel", "lo"]));
+    let out = run_doc_example("stream", &server);
+    assert!(out.ok(), "{}", out.show());
+    let (text, message) = out
+        .stdout
+        .split_once('\n')
+        .unwrap_or_else(|| panic!("{}", out.show()));
+    assert_eq!(text, "Hello");
+    let message: Value = serde_json::from_str(message.trim_end()).unwrap();
+    assert_eq!(message["content"], json!("Hello"));
+    assert_eq!(message["finish_reason"], json!("stop"));
+
+    let out = run_doc_example("stream", &Server::always(Script::reset()));
+    assert_eq!(out.code(), Some(1), "{}", out.show());
+}
