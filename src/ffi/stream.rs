@@ -3,7 +3,7 @@
 use std::ffi::{c_char, c_int};
 use std::time::Duration;
 
-use super::chat::{ylokh_event, ylokh_event_kind, ylokh_request};
+use super::chat::{set_last_finish_reason, ylokh_event, ylokh_event_kind, ylokh_request};
 use super::client::ylokh_client;
 use super::conversation::ylokh_conversation;
 use super::strings::hand_out_string;
@@ -12,8 +12,8 @@ use super::{
 };
 use crate::chunk::Event;
 use crate::error::Error;
+use crate::pull::{Pulled, Stream};
 use crate::request::{self, ChatRequest};
-use crate::stream::{Pulled, Stream};
 
 /// A reply being received in the background, pulled event by event with
 /// `ylokh_stream_next`. Opaque.
@@ -122,7 +122,8 @@ pub unsafe extern "C" fn ylokh_stream_open(
 ///   strings are owned by the stream and stay valid until the next call on this stream
 ///   (`ylokh_stream_next`, `ylokh_stream_close`).
 /// - `YLOKH_OK` with `*out_event` NULL: the reply ended normally (with a conversation, the
-///   reply has now been appended to it). Later calls say the same.
+///   reply has now been appended to it; `ylokh_last_finish_reason()` says why it ended).
+///   Later calls say the same.
 /// - `YLOKH_E_AGAIN`: no event within `wait_ms`; `ylokh_last_error()` is untouched.
 /// - Any other status: the reply failed, after the events already pulled;
 ///   `ylokh_last_error()` and `ylokh_last_http_status()` say why. Later calls return the
@@ -150,12 +151,17 @@ pub unsafe extern "C" fn ylokh_stream_next(
         if out_event.is_null() {
             return Err(Error::invalid("out_event is NULL"));
         }
-        let event: *const ylokh_event = match handle.stream.pull(Duration::from_millis(wait_ms))? {
+        let pulled = handle.stream.pull(Duration::from_millis(wait_ms));
+        if pulled.is_err() {
+            set_last_finish_reason(None);
+        }
+        let event: *const ylokh_event = match pulled? {
             Pulled::Event(event) => {
                 handle.event = c_event(&event);
                 &handle.event
             }
             Pulled::End => {
+                set_last_finish_reason(handle.stream.message().finish_reason());
                 // SAFETY: the caller keeps the conversation alive and to this stream until
                 // the end is reported (see ylokh_stream_open); it is appended to once.
                 if let Some(conversation) = unsafe { handle.conversation.as_mut() } {
