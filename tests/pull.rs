@@ -310,3 +310,49 @@ fn a_response_head_up_to_16_kib_is_accepted_and_a_larger_one_is_a_protocol_error
     let e = client.chat_text(&request()).unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
 }
+
+#[test]
+fn the_deadline_bounds_a_stream_and_no_retry_follows_a_delivered_event() {
+    // A token every 100 ms, for ever: the 400 ms deadline ends the reply after the tokens
+    // that came before it.
+    let mut steps = vec![Step::Write(
+        "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nConnection: close\r\n\r\n"
+            .as_bytes()
+            .to_vec(),
+    )];
+    for i in 0..100 {
+        steps.push(Step::Write(chunk_event(&format!("t{i} ")).into_bytes()));
+        steps.push(Step::Sleep(Duration::from_millis(100)));
+    }
+    let server = Server::always(Script::new(steps));
+    let client = new_client(&server.base_url());
+    client.set_deadline(Some(Duration::from_millis(400)));
+    let started = Instant::now();
+    let mut stream = client.stream(request()).unwrap();
+    let mut tokens = 0;
+    let error = loop {
+        match stream.next() {
+            Some(Ok(_)) => tokens += 1,
+            Some(Err(e)) => break e,
+            None => panic!("the reply ended normally"),
+        }
+    };
+    let took = started.elapsed();
+    assert_eq!(error.kind(), ErrorKind::Timeout, "{error}");
+    assert!((2..=6).contains(&tokens), "{tokens} tokens");
+    assert!(
+        took >= Duration::from_millis(380) && took < Duration::from_secs(3),
+        "{took:?}"
+    );
+
+    // One event, then the connection breaks: an error, and no second request (retries
+    // happen only before the first event).
+    let body = chunk_event("only");
+    let server = Server::always(Script::sse(body.as_bytes(), Framing::CloseDelimited).then(Step::Reset));
+    let client = new_client(&server.base_url());
+    client.set_max_retries(3);
+    let results: Vec<Result<OwnedEvent, ylokh::Error>> = client.stream(request()).unwrap().collect();
+    assert_eq!(results.len(), 2, "{results:?}");
+    assert!(results[0].is_ok() && results[1].is_err(), "{results:?}");
+    assert_eq!(server.requests().len(), 1);
+}
