@@ -44,6 +44,8 @@ deps:
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy -p ylokh-gen --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
 	$(CARGO) test
 	$(MAKE) fuzz
 	scripts/with-model-server.sh $(CARGO) test --test e2e -- --ignored --test-threads=1

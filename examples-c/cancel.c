@@ -50,6 +50,7 @@ static void *worker(void *arg) {
     job *j = arg;
     /* Zero-initialize the request and set what is needed. */
     ylokh_request req = {0};
+    req.struct_size = sizeof req; /* required: see ylokh_request */
     req.conversation = j->conv; /* the messages come from the conversation */
     req.on_token = on_token;
     req.cancel = j->cancel; /* any thread may trigger it */

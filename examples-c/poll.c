@@ -73,6 +73,7 @@ int main(int argc, char **argv) {
         char messages[1024];
         ylokh_request req;
         memset(&req, 0, sizeof req);
+        req.struct_size = sizeof req;
         /* Prompts are used as JSON string contents: keep them free of quotes here. */
         snprintf(messages, sizeof messages, "[{\"role\":\"user\",\"content\":\"%s\"}]", argv[i + 1]);
         req.messages_json = messages;

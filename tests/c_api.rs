@@ -718,6 +718,11 @@ fn every_status_has_a_description() {
 fn version_matches_the_header_and_the_crate() {
     let out = pass("test_basic", "version", &closed_url(), &[]);
     assert_eq!(out.line("VERSION"), env!("CARGO_PKG_VERSION"));
+    let number: u32 = env!("CARGO_PKG_VERSION")
+        .split('.')
+        .map(|p| p.parse::<u32>().unwrap())
+        .fold(0, |n, p| n * 100 + p);
+    assert_eq!(out.line("VERSION_NUMBER"), number.to_string());
     // And the library loaded is the one built for this test run.
     let loaded = std::fs::canonicalize(out.line("LIBRARY")).expect("loaded library");
     let built = std::fs::canonicalize(library_dir().join("libylokh.so")).expect("built library");
@@ -1605,4 +1610,20 @@ fn doc_example_errors_reports_the_http_status_and_message() {
         "{}",
         out.show()
     );
+}
+
+// ---------------------------------------------------------------------------
+// Extensible structs
+// ---------------------------------------------------------------------------
+
+#[test]
+fn request_struct_size_is_checked_and_a_newer_larger_request_is_accepted() {
+    let server = Server::always(stream_of(&["Hel", "lo"]));
+    let out = pass("test_basic", "request_size", &server.base_url(), &[]);
+    assert_eq!(out.line("TOKENS"), r#"["Hel","lo"]"#);
+    // Two calls reached the server: the larger request and the event call; the refused
+    // ones sent nothing.
+    assert_eq!(server.requests().len(), 2);
+    let events = out.line("EVENTS");
+    assert!(!events.starts_with("0 "), "{}", out.show());
 }

@@ -348,10 +348,12 @@ fn the_deadline_bounds_a_stream_and_no_retry_follows_a_delivered_event() {
     // One event, then the connection breaks: an error, and no second request (retries
     // happen only before the first event).
     let body = chunk_event("only");
-    let server = Server::always(Script::sse(body.as_bytes(), Framing::CloseDelimited).then(Step::Reset));
+    let server =
+        Server::always(Script::sse(body.as_bytes(), Framing::CloseDelimited).then(Step::Reset));
     let client = new_client(&server.base_url());
     client.set_max_retries(3);
-    let results: Vec<Result<OwnedEvent, ylokh::Error>> = client.stream(request()).unwrap().collect();
+    let results: Vec<Result<OwnedEvent, ylokh::Error>> =
+        client.stream(request()).unwrap().collect();
     assert_eq!(results.len(), 2, "{results:?}");
     assert!(results[0].is_ok() && results[1].is_err(), "{results:?}");
     assert_eq!(server.requests().len(), 1);

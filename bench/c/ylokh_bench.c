@@ -107,6 +107,7 @@ static ylokh_stream *pull_open(ylokh_client *client) {
     ylokh_request req;
     ylokh_stream *s = NULL;
     memset(&req, 0, sizeof req);
+    req.struct_size = sizeof req;
     req.model = MODEL;
     req.messages_json = MESSAGES;
     req.options_json = options;

@@ -15,6 +15,7 @@ int main(int argc, char **argv) {
         return 1;
     if (argc > 1)
         ylokh_client_set_base_url(client, argv[1]);
+    req.struct_size = sizeof req;
     req.messages_json = "[{\"role\":\"user\",\"content\":\"Say hello\"}]";
     st = ylokh_stream_open(client, &req, &stream); /* returns at once */
     while (st == YLOKH_OK) {

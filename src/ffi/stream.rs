@@ -3,7 +3,9 @@
 use std::ffi::{c_char, c_int};
 use std::time::Duration;
 
-use super::chat::{set_last_finish_reason, ylokh_event, ylokh_event_kind, ylokh_request};
+use super::chat::{
+    read_request, set_last_finish_reason, ylokh_event, ylokh_event_kind, ylokh_request,
+};
 use super::client::ylokh_client;
 use super::conversation::ylokh_conversation;
 use super::strings::hand_out_string;
@@ -49,11 +51,22 @@ pub struct ylokh_stream {
 /// Timeouts, the deadline and retries are as for `ylokh_chat` (retries happen only before
 /// the first event is delivered). The client's log callback, if set, runs on the stream's
 /// thread. Failures found here (bad arguments, an unreadable CA file) are returned now;
-/// everything else is reported by `ylokh_stream_next`. Since 0.2.0.
+/// everything else is reported by `ylokh_stream_next`. Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: `*out_stream` holds the new stream.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client`, `request` or `out_stream` is NULL;
+///   `request->struct_size` is not the size of a `ylokh_request` of this or an older
+///   version; `on_token` or `on_event` is set; not exactly one of `messages_json` and
+///   `conversation` is set; a string is not UTF-8; the messages or the options have the
+///   wrong shape (see `ylokh_chat`); or the client's CA file cannot be used. Nothing was
+///   sent.
+/// - `YLOKH_E_IO`: the stream's thread could not be started.
 ///
 /// # Safety
-/// `client` is NULL or live; `request` is NULL or a readable `ylokh_request` whose
-/// pointers obey the rules of `ylokh_chat_ex`; `out_stream` is NULL or writable.
+/// `client` is NULL or live; `request` is NULL or points to a readable `ylokh_request`
+/// (`struct_size` bytes) whose pointers obey the rules of `ylokh_chat_ex`; `out_stream` is
+/// NULL or writable.
 #[no_mangle]
 pub unsafe extern "C" fn ylokh_stream_open(
     client: *mut ylokh_client,
@@ -64,8 +77,11 @@ pub unsafe extern "C" fn ylokh_stream_open(
         if out_stream.is_null() {
             return Err(Error::invalid("out_stream is NULL"));
         }
-        // SAFETY: the caller passes NULL or live pointers; `handle` checks for NULL.
-        let (client, request) = unsafe { (handle(client, "client")?, handle(request, "request")?) };
+        // SAFETY: the caller passes NULL or a live client; `handle` checks for NULL.
+        let client = unsafe { handle(client, "client") }?;
+        // SAFETY: the caller passes NULL or `struct_size` readable bytes; read_request checks
+        // both and copies what this library knows.
+        let request = &unsafe { read_request(request) }?;
         if request.on_token.is_some() || request.on_event.is_some() {
             return Err(Error::invalid(
                 "a stream's request must have no callbacks (on_token and on_event NULL)",
@@ -133,7 +149,14 @@ pub unsafe extern "C" fn ylokh_stream_open(
 /// `ylokh_stream_fd` says when to call it. (It takes a lock the stream's thread holds for a
 /// few instructions at a time; in the rare case that thread was preempted while holding
 /// it, the call gives up after 0.2 ms with `YLOKH_E_AGAIN` and the descriptor stays
-/// readable.) Since 0.2.0.
+/// readable.) Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: `*out_event` is the next event, or NULL at the normal end.
+/// - `YLOKH_E_AGAIN`: nothing within `wait_ms`; not a failure.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `stream` or `out_event` is NULL.
+/// - Any status of `ylokh_chat_ex` from `YLOKH_E_ABORTED` on: the reply failed that way
+///   (`YLOKH_E_ABORTED`: the request's cancel token was triggered).
 ///
 /// # Safety
 /// `stream` is NULL or live and not used by another thread meanwhile; `out_event` is NULL
@@ -194,7 +217,10 @@ pub unsafe extern "C" fn ylokh_stream_next(
 ///
 /// Returns -1 for NULL, where the platform has no such descriptor (Windows: call
 /// `ylokh_stream_next` with a wait instead, or with 0 from a timer), or when it could not
-/// be made (then `ylokh_last_error()` says why, e.g. too many open files). Since 0.2.0.
+/// be made (then `ylokh_last_error()` says why, e.g. too many open files). Since 0.1.0.
+///
+/// # Returns
+/// The descriptor, the same for the stream's whole life; or -1 as above.
 ///
 /// # Safety
 /// `stream` is NULL or live.
@@ -220,7 +246,12 @@ pub unsafe extern "C" fn ylokh_stream_fd(stream: *const ylokh_stream) -> c_int {
 /// null when unknown so far. After `ylokh_stream_next` reported the end it is the whole
 /// reply, what openai-python's `get_final_completion()` gives. Only choice 0 is put
 /// together. On success `*out_json` receives it, to release with `ylokh_string_free`, and
-/// `*out_len` (when not NULL) its length. Never waits. Since 0.2.0.
+/// `*out_len` (when not NULL) its length. Never waits. Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: `*out_json` (and `*out_len`) hold the message.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `stream` or `out_json` is NULL.
+/// - `YLOKH_E_INTERNAL`: out of memory.
 ///
 /// # Safety
 /// `stream` is NULL or live; `out_json` and `out_len` are NULL or writable.
@@ -242,7 +273,7 @@ pub unsafe extern "C" fn ylokh_stream_message_json(
 /// (a reply read to its end has already returned its connection to the client's pool);
 /// then everything the stream holds is released, its events and descriptor included.
 /// Returns within about 20 ms whatever the stream was doing. NULL does nothing; closing
-/// twice is undefined behaviour. Since 0.2.0.
+/// twice is undefined behaviour. Since 0.1.0.
 ///
 /// # Safety
 /// `stream` is NULL or a live stream not in use by another thread.
@@ -258,6 +289,7 @@ pub unsafe extern "C" fn ylokh_stream_close(stream: *mut ylokh_stream) {
 
 fn empty_event() -> ylokh_event {
     ylokh_event {
+        struct_size: std::mem::size_of::<ylokh_event>(),
         kind: ylokh_event_kind::YLOKH_EVENT_CONTENT,
         choice: 0,
         text: std::ptr::null(),

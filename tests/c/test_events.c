@@ -162,6 +162,7 @@ static void case_events_and_tokens(const char *url, int argc, char **argv) {
     st.pending = pending;
     st.pending_cap = sizeof pending;
     memset(&req, 0, sizeof req);
+    req.struct_size = sizeof req;
     req.messages_json = MSGS;
     req.on_event = on_event;
     req.on_token = on_token;
@@ -190,6 +191,7 @@ static void case_conversation_tools(const char *url, int argc, char **argv) {
     memset(&st, 0, sizeof st);
     st.thread = pthread_self();
     memset(&req, 0, sizeof req);
+    req.struct_size = sizeof req;
     req.conversation = conv; /* messages_json stays NULL */
     req.on_event = on_event; /* on_token may be NULL when on_event is set */
     req.userdata = &st;

@@ -35,6 +35,7 @@ static ylokh_stream *open_stream(ylokh_client *c, const char *messages) {
     ylokh_request req;
     ylokh_stream *s = NULL;
     memset(&req, 0, sizeof req);
+    req.struct_size = sizeof req;
     req.messages_json = messages;
     REQUIRE_OK(ylokh_stream_open(c, &req, &s));
     REQUIRE(s != NULL);
@@ -394,6 +395,7 @@ static void case_cancel(const char *url, int argc, char **argv) {
     tr.cancel = ylokh_cancel_new();
     REQUIRE(tr.cancel != NULL);
     memset(&req, 0, sizeof req);
+    req.struct_size = sizeof req;
     req.messages_json = MSGS;
     req.cancel = tr.cancel;
     REQUIRE_OK(ylokh_stream_open(c, &req, &s));
@@ -465,6 +467,7 @@ static ylokh_stream *open_conversation(ylokh_client *c, ylokh_conversation *conv
     ylokh_request req;
     ylokh_stream *s = NULL;
     memset(&req, 0, sizeof req);
+    req.struct_size = sizeof req;
     req.conversation = conv;
     REQUIRE_OK(ylokh_stream_open(c, &req, &s));
     return s;
@@ -529,10 +532,14 @@ static void case_args(const char *url, int argc, char **argv) {
     (void)argc;
     (void)argv;
     memset(&req, 0, sizeof req);
+    req.struct_size = sizeof req;
     req.messages_json = MSGS;
     CHECK_INVALID(ylokh_stream_open(NULL, &req, &s), "client");
     CHECK_INVALID(ylokh_stream_open(c, NULL, &s), "request");
     CHECK_INVALID(ylokh_stream_open(c, &req, NULL), "out_stream");
+    req.struct_size = 0;
+    CHECK_INVALID(ylokh_stream_open(c, &req, &s), "struct_size");
+    req.struct_size = sizeof req;
     req.on_token = never_token;
     CHECK_INVALID(ylokh_stream_open(c, &req, &s), "callbacks");
     req.on_token = NULL;

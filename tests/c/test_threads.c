@@ -42,6 +42,7 @@ static void *job_run(void *arg) {
     job *j = arg;
     ylokh_request req;
     memset(&req, 0, sizeof req);
+    req.struct_size = sizeof req;
     req.messages_json = MSGS;
     req.on_token = job_token;
     req.userdata = j;

@@ -141,6 +141,7 @@ public final class Client: @unchecked Sendable {
         defer { Unmanaged<StreamContext>.fromOpaque(userdata).release() }
 
         var request = ylokh_request()
+        request.struct_size = MemoryLayout<ylokh_request>.size
         request.model = UnsafePointer(cModel)
         request.messages_json = UnsafePointer(cMessages)
         request.options_json = UnsafePointer(cOptions)
