@@ -319,24 +319,6 @@ fn sse_then_stall(body: &[u8]) -> Script {
     Script::sse(body, Framing::CloseDelimited).then(Step::Stall)
 }
 
-/// Replies "echo: " and the last message's content, in small tokens.
-fn echo_server() -> Server {
-    Server::start(|req| {
-        let body = req.json();
-        let content = body["messages"]
-            .as_array()
-            .and_then(|m| m.last())
-            .and_then(|m| m["content"].as_str())
-            .unwrap_or("")
-            .to_owned();
-        let chars: Vec<char> = content.chars().collect();
-        let mut tokens = vec!["echo".to_owned(), ": ".to_owned()];
-        tokens.extend(chars.chunks(4).map(|c| c.iter().collect::<String>()));
-        let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
-        Script::sse(&sse_stream(&refs), Framing::ChunkedEvery(64))
-    })
-}
-
 fn body_messages(req: &Request) -> Value {
     req.json()["messages"].clone()
 }
@@ -1087,7 +1069,7 @@ fn one_cancel_token_stops_calls_on_several_threads() {
 
 #[test]
 fn eight_threads_share_one_client() {
-    let server = echo_server();
+    let server = Server::echo();
     let out = pass("test_threads", "threads", &server.base_url(), &[]);
     assert_eq!(out.line("CHATS_OK"), "48", "{}", out.show());
     let reqs = server.requests();
@@ -1289,7 +1271,7 @@ fn example_chat_usage_errors() {
 
 #[test]
 fn example_multiturn_keeps_the_history() {
-    let server = echo_server();
+    let server = Server::echo();
     let url = server.base_url();
     let out = run_example(
         "multiturn",
@@ -1325,7 +1307,7 @@ fn example_multiturn_keeps_the_history() {
     assert_eq!(history, json!([system, user1, reply1, user2, reply2]));
 
     // Turns from argv.
-    let server = echo_server();
+    let server = Server::echo();
     let url = server.base_url();
     let out = run_example(
         "multiturn",

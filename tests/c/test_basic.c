@@ -6,10 +6,13 @@
  * The Rust side starts a scripted server for the case, runs this program, and checks both
  * its exit status and what it printed (TOKENS, RESULT, ERROR, ... lines).
  */
-/* POSIX 2008, and dladdr() (a GNU extension) to tell which library file was loaded. */
+/* POSIX 2008, and dladdr() (a GNU extension) to tell which library file was loaded;
+ * GetModuleHandleExA and GetModuleFileNameA on Windows. */
 #define _GNU_SOURCE
 
+#ifndef _WIN32
 #include <dlfcn.h>
+#endif
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,11 +101,10 @@ typedef struct {
     int http;
 } seen_error;
 
-static void *read_last_error(void *arg) {
+static void read_last_error(void *arg) {
     seen_error *seen = arg;
     snprintf(seen->error, sizeof seen->error, "%s", ylokh_last_error());
     seen->http = ylokh_last_http_status();
-    return NULL;
 }
 
 /* http_error CODE NEEDLE: a non-2xx reply gives YLOKH_E_HTTP_STATUS with the status and
@@ -112,7 +114,7 @@ static void case_http_error(const char *url, int argc, char **argv) {
     tokens t;
     ylokh_status s;
     seen_error seen;
-    pthread_t th;
+    port_thread th;
     REQUIRE(argc >= 2);
     tokens_init(&t);
     s = chat_collect(c, NULL, MSGS, NULL, &t);
@@ -123,8 +125,8 @@ static void case_http_error(const char *url, int argc, char **argv) {
     CHECK_EQ_SIZE(t.count, 0);
 
     memset(&seen, 'x', sizeof seen);
-    REQUIRE(pthread_create(&th, NULL, read_last_error, &seen) == 0);
-    pthread_join(th, NULL);
+    REQUIRE(port_thread_create(&th, read_last_error, &seen) == 0);
+    port_thread_join(th);
     CHECK_STREQ(seen.error, "");
     CHECK(seen.http == 0);
 
@@ -451,16 +453,23 @@ static void case_version(const char *url, int argc, char **argv) {
     printf("VERSION %s\n", v);
     printf("VERSION_NUMBER %lu\n", (unsigned long)ylokh_version_number());
     {
-        /* Which file the library was loaded from (the executable when linked statically). */
+        /* Which file the library was loaded from (the executable when linked statically):
+         * the file holding the version string. (Not the address of ylokh_version: on
+         * Windows that is the executable's import thunk.) */
+#ifdef _WIN32
+        HMODULE module = NULL;
+        char path[MAX_PATH] = "";
+        CHECK(GetModuleHandleExA(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS |
+                                     GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+                                 v, &module) != 0);
+        CHECK(module != NULL && GetModuleFileNameA(module, path, sizeof path) != 0);
+        printf("LIBRARY %s\n", path[0] ? path : "(unknown)");
+#else
         Dl_info info;
-        union {
-            const char *(*fn)(void);
-            void *ptr;
-        } sym;
-        sym.fn = ylokh_version; /* a function pointer as void *, without a pedantic cast */
         memset(&info, 0, sizeof info);
-        CHECK(dladdr(sym.ptr, &info) != 0 && info.dli_fname != NULL);
+        CHECK(dladdr(v, &info) != 0 && info.dli_fname != NULL);
         printf("LIBRARY %s\n", info.dli_fname ? info.dli_fname : "(unknown)");
+#endif
     }
 }
 
