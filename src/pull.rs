@@ -5,11 +5,17 @@
 //! own), and its events go into a bounded queue that the caller drains with
 //! [`Stream::pull`], or by iterating the stream.
 //!
-//! Events travel in batches: the worker collects the events of what it read and publishes
-//! them together just before it would wait for more bytes (the transport's before-wait
-//! hook), so the queue's lock and the wake-up are paid once per read, not once per token.
-//! The queue is bounded ([`QUEUE_BYTES`], [`QUEUE_EVENTS`]): when that much waits, the
-//! worker stops, and so stops reading the socket, until the consumer catches up.
+//! Events travel in batches: the worker collects events and publishes them together when
+//! the socket has nothing more to read yet (the transport's before-wait hook, at most
+//! 0.2 ms after they arrived) or the batch is full ([`BATCH_EVENTS`], [`BATCH_BYTES`]), so
+//! the queue's lock and the wake-up are paid once per batch, not once per token. The queue
+//! is bounded ([`QUEUE_BYTES`], [`QUEUE_EVENTS`]): when that much waits, the worker stops,
+//! and so stops reading the socket, until the consumer catches up.
+//!
+//! Where each thing lives: the consumer's side is [`Stream`]; the worker's is `Producer`
+//! and `worker`; between them `Shared` (the queue under a mutex, two condition variables,
+//! and the wake-up descriptor `Wake`). Batches (`Batch`) store events compactly and are
+//! recycled, so a steady stream allocates nothing per token on either side.
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
