@@ -8,8 +8,9 @@
 # the proxy, YLOKH_API_KEY to its key and YLOKH_UPSTREAM_URL to the server behind it; stops
 # the proxy and exits with CMD's status.
 #
-# Environment: YLOKH_LITELLM_TIMEOUT seconds to wait for the proxy (default 120),
-# YLOKH_LITELLM_LOG its log file (default .cache/litellm.log).
+# Environment: YLOKH_LITELLM_TIMEOUT seconds to wait for the proxy (default 300; it took
+# 86 s to answer on a 2-core machine under a load of 20), YLOKH_LITELLM_LOG its log file
+# (default .cache/litellm.log).
 set -euo pipefail
 
 if [[ $# -eq 0 || -z "${YLOKH_BASE_URL:-}" ]]; then
@@ -18,7 +19,7 @@ if [[ $# -eq 0 || -z "${YLOKH_BASE_URL:-}" ]]; then
 fi
 
 repo="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-timeout="${YLOKH_LITELLM_TIMEOUT:-120}"
+timeout="${YLOKH_LITELLM_TIMEOUT:-300}"
 log="${YLOKH_LITELLM_LOG:-$repo/.cache/litellm.log}"
 mkdir -p "$(dirname "$log")"
 venv="$("$repo/scripts/setup-litellm.sh")"
