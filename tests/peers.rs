@@ -42,7 +42,12 @@ struct Vector {
     why: &'static str,
 }
 
-fn v(peer: &'static str, case: &'static str, body: impl Into<Vec<u8>>, text: &'static str) -> Vector {
+fn v(
+    peer: &'static str,
+    case: &'static str,
+    body: impl Into<Vec<u8>>,
+    text: &'static str,
+) -> Vector {
     Vector {
         peer,
         case,
@@ -144,12 +149,18 @@ fn the_peers_cases_hold_at_every_split() {
     assert_eq!(client.set_header("X-Vector", Some("0")), YLOKH_OK);
     let mut requests = 0;
     for (index, vector) in vectors.iter().enumerate() {
-        assert_eq!(client.set_header("X-Vector", Some(&index.to_string())), YLOKH_OK);
+        assert_eq!(
+            client.set_header("X-Vector", Some(&index.to_string())),
+            YLOKH_OK
+        );
         for cut in 0..vector.body.len() {
             assert_eq!(client.set_header("X-Cut", Some(&cut.to_string())), YLOKH_OK);
             let out = client.chat(None);
             requests += 1;
-            let case = format!("{} {} (cut at {cut}) {}", vector.peer, vector.case, vector.why);
+            let case = format!(
+                "{} {} (cut at {cut}) {}",
+                vector.peer, vector.case, vector.why
+            );
             assert_eq!(out.status, vector.status, "{case}: {}", out.error);
             assert!(out.violations.is_empty(), "{case}: {:?}", out.violations);
             assert_eq!(out.text(), vector.text, "{case}");
@@ -181,31 +192,49 @@ fn plain_reading(stream: &[u8]) -> (String, String, Vec<Value>) {
 #[test]
 fn openai_pythons_recorded_streams_replay_exactly() {
     let cases: [(&[u8], &str); 3] = [
-        (include_bytes!("fixtures/openai-python/length_limited.sse"), "length"),
+        (
+            include_bytes!("fixtures/openai-python/length_limited.sse"),
+            "length",
+        ),
         (include_bytes!("fixtures/openai-python/refusal.sse"), "stop"),
-        (include_bytes!("fixtures/openai-python/tool_call.sse"), "tool_calls"),
+        (
+            include_bytes!("fixtures/openai-python/tool_call.sse"),
+            "tool_calls",
+        ),
     ];
     for (stream, finish) in cases {
         let (content, refusal, calls) = plain_reading(stream);
-        for framing in [Framing::ChunkedEvery(7), Framing::ChunkedEvery(300), Framing::CloseDelimited] {
+        for framing in [
+            Framing::ChunkedEvery(7),
+            Framing::ChunkedEvery(300),
+            Framing::CloseDelimited,
+        ] {
             let server = Server::always(Script::sse(stream, framing.clone()));
             let client = CClient::new(&server.base_url());
             let (status, events, error) = client.events(None);
             assert_eq!(status, YLOKH_OK, "{error}");
             let text = |kind| -> String {
-                events.iter().filter(|e| e.kind == kind).map(|e| e.text.as_str()).collect()
+                events
+                    .iter()
+                    .filter(|e| e.kind == kind)
+                    .map(|e| e.text.as_str())
+                    .collect()
             };
             use ylokh_event_kind::*;
             assert_eq!(text(YLOKH_EVENT_CONTENT), content, "{framing:?}");
             assert_eq!(text(YLOKH_EVENT_REFUSAL), refusal, "{framing:?}");
             assert_eq!(text(YLOKH_EVENT_FINISH), finish, "{framing:?}");
-            let pieces = events.iter().filter(|e| e.kind == YLOKH_EVENT_TOOL_CALL).count();
+            let pieces = events
+                .iter()
+                .filter(|e| e.kind == YLOKH_EVENT_TOOL_CALL)
+                .count();
             assert_eq!(pieces, calls.len(), "{framing:?}");
             assert_eq!(events.last().unwrap().kind, YLOKH_EVENT_USAGE);
         }
     }
     // What openai-python's own tests expect of these recordings.
-    let (content, _, _) = plain_reading(include_bytes!("fixtures/openai-python/length_limited.sse"));
+    let (content, _, _) =
+        plain_reading(include_bytes!("fixtures/openai-python/length_limited.sse"));
     assert_eq!(content, "{\"");
     let (_, refusal, _) = plain_reading(include_bytes!("fixtures/openai-python/refusal.sse"));
     assert_eq!(refusal, "I'm sorry, I can't assist with that request.");
