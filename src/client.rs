@@ -595,6 +595,7 @@ impl Call<'_> {
                 return Err(cancelled());
             }
             transport::take_opened();
+            transport::take_received();
             self.log(|| format!("POST {url} (attempt {})", attempt + 1));
             let failure = match self.attempt(&url, send_auth, request, deadline, &mut counting) {
                 Ok(Attempt::Done) => {
@@ -671,11 +672,19 @@ impl Call<'_> {
         }
         let response = builder.send(request.body()).map_err(|e| {
             use std::io::ErrorKind as Io;
-            let stale = matches!(&e, ureq::Error::Io(io) if matches!(io.kind(),
-            Io::UnexpectedEof | Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe));
+            // Before any byte of a reply, a reset or a close says nothing about the request:
+            // a pooled connection the server had closed, or a server too busy to take it.
+            let kind = match &e {
+                ureq::Error::Io(io) if !transport::take_received() => Some(io.kind()),
+                _ => None,
+            };
+            let stale = matches!(kind, Some(Io::UnexpectedEof | Io::ConnectionReset
+                | Io::ConnectionAborted | Io::BrokenPipe));
+            let reset = matches!(kind, Some(Io::ConnectionReset | Io::ConnectionAborted
+                | Io::BrokenPipe));
             let error = map_ureq_error(e, &format!("requesting {url}"));
             Failure {
-                retryable: error.kind() == ErrorKind::Connect,
+                retryable: error.kind() == ErrorKind::Connect || reset,
                 error,
                 retry_after: None,
                 stale,
@@ -1018,6 +1027,7 @@ fn map_ureq_error(e: ureq::Error, doing: &str) -> Error {
         | U::RedirectFailed
         | U::LargeResponseHeader(..) => ErrorKind::Protocol,
         U::Other(inner) if inner.is::<transport::Cancelled>() => return cancelled(),
+        U::Other(inner) if inner.is::<transport::TlsHandshakeFailed>() => ErrorKind::Tls,
         U::Io(io) => match io.kind() {
             Io::ConnectionRefused
             | Io::HostUnreachable
@@ -1036,7 +1046,9 @@ fn map_ureq_error(e: ureq::Error, doing: &str) -> Error {
 /// rustls reports certificate problems as `InvalidData` I/O errors wrapping its own error.
 fn is_tls_error(e: &std::io::Error) -> bool {
     e.get_ref().is_some_and(|inner| {
-        inner.is::<ureq::Error>() || format!("{inner:?}").contains("Certificate")
+        inner.is::<ureq::Error>()
+            || inner.is::<rustls::Error>()
+            || format!("{inner:?}").contains("Certificate")
     })
 }
 
