@@ -96,7 +96,11 @@ impl Drop for CallGuard {
 
 /// Whether this thread's call has a cancel flag that is set.
 fn cancel_requested() -> bool {
-    CANCEL.with(|c| c.borrow().as_ref().is_some_and(|f| f.load(Ordering::Relaxed)))
+    CANCEL.with(|c| {
+        c.borrow()
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    })
 }
 
 /// Whether this thread's call can be cancelled (its waits are then sliced).
@@ -127,12 +131,12 @@ pub fn drain(reader: &mut impl Read, buf: &mut [u8]) {
 /// one (SOCKS, CONNECT proxy, TCP, rustls) with the SOCKS and TCP steps replaced by ones
 /// that wait in slices on the calling thread, so a cancel is seen in every phase.
 pub fn agent(config: Config) -> Agent {
-    let connector = ()
-        .chain(socks::SocksConnector)
-        .chain(ConnectProxyConnector::default())
-        .chain(tcp::TcpConnector)
-        .chain(TlsConnector::default())
-        .chain(CallConnector);
+    let connector =
+        ().chain(socks::SocksConnector)
+            .chain(ConnectProxyConnector::default())
+            .chain(tcp::TcpConnector)
+            .chain(TlsConnector::default())
+            .chain(CallConnector);
     Agent::with_parts(config, connector, HostResolver::default())
 }
 
@@ -171,7 +175,11 @@ impl<In: Transport> Connector<In> for TlsConnector {
 }
 
 /// ureq's resolver, with lookup failures reported as `HostNotFound` (the system's I/O
-/// error for them has no kind of its own) so they count as connect failures.
+/// error for them has no kind of its own) so they count as connect failures. An IP address
+/// needs no lookup and gets none (ureq would start a thread for it when a deadline is set).
+/// A host name needs the system's lookup, which nothing can interrupt: when the call can be
+/// cancelled, the lookup runs on a helper thread that the call stops waiting for once
+/// cancelled (the thread ends when the system's resolver answers or gives up).
 #[derive(Debug, Default)]
 struct HostResolver(DefaultResolver);
 
@@ -182,9 +190,63 @@ impl Resolver for HostResolver {
         config: &Config,
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, Error> {
-        match self.0.resolve(uri, config, timeout) {
+        let is_ip = uri.host().is_some_and(|h| {
+            h.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok()
+        });
+        let result = if is_ip || !watching_cancel() {
+            let timeout = if is_ip {
+                NextTimeout::default()
+            } else {
+                timeout
+            };
+            self.0.resolve(uri, config, timeout)
+        } else {
+            resolve_cancellable(uri, config, timeout)
+        };
+        match result {
             Err(Error::Io(_)) => Err(Error::HostNotFound),
             other => other,
+        }
+    }
+}
+
+fn resolve_cancellable(
+    uri: &Uri,
+    config: &Config,
+    timeout: NextTimeout,
+) -> Result<ResolvedSocketAddrs, Error> {
+    let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+    let (uri, config) = (uri.clone(), config.clone());
+    std::thread::Builder::new()
+        .name("ylokh-resolve".into())
+        .spawn(move || {
+            let found = DefaultResolver::default().resolve(&uri, &config, NextTimeout::default());
+            let _ = sender.send(found);
+        })
+        .map_err(Error::Io)?;
+    let started = Instant::now();
+    let limit = timeout.not_zero().map(|d| *d);
+    loop {
+        if cancel_requested() {
+            return Err(Error::Other(Box::new(Cancelled)));
+        }
+        let mut slice = CANCEL_POLL;
+        if let Some(limit) = limit {
+            let left = limit.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(Error::Timeout(timeout.reason));
+            }
+            slice = slice.min(left);
+        }
+        match receiver.recv_timeout(slice) {
+            Ok(found) => return found,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(Error::HostNotFound)
+            }
         }
     }
 }
@@ -205,13 +267,88 @@ impl<In: Transport> Connector<In> for CallConnector {
         }
         Ok(chained.map(|inner| CallTransport {
             inner: Box::new(inner),
+            heads: Heads::default(),
         }))
+    }
+}
+
+/// How many informational (1xx) responses may come before a reply. Each one restarts the
+/// wait for the reply, so without a bound a server could keep a call waiting forever.
+pub(crate) const MAX_INFORMATIONAL: u32 = 16;
+
+/// The error a reply preceded by too many informational responses gives.
+#[derive(Debug)]
+pub struct TooManyInformational;
+
+impl fmt::Display for TooManyInformational {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the server sent more than {MAX_INFORMATIONAL} informational (1xx) responses \
+             without a reply"
+        )
+    }
+}
+
+impl std::error::Error for TooManyInformational {}
+
+/// Counts the informational responses in front of a reply: watches the bytes of each
+/// response head (after TLS) until the first head that is not a 1xx one, then nothing
+/// until the next request is sent.
+#[derive(Debug, Default)]
+struct Heads {
+    /// Past the reply's head: bytes are body, not looked at.
+    in_body: bool,
+    /// The first bytes of the head being read ("HTTP/1.1 103").
+    start: [u8; 12],
+    start_len: usize,
+    /// The last two bytes seen, to find the blank line that ends a head.
+    last: [u8; 2],
+    informational: u32,
+}
+
+impl Heads {
+    fn request_sent(&mut self) {
+        *self = Heads::default();
+    }
+
+    fn feed(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        for &b in bytes {
+            if self.in_body {
+                return Ok(());
+            }
+            if self.start_len < self.start.len() {
+                self.start[self.start_len] = b;
+                self.start_len += 1;
+            }
+            // A head ends at an empty line: "\n\n" or "\n\r\n".
+            let ends = b == b'\n' && (self.last[1] == b'\n' || self.last == *b"\n\r");
+            self.last = [self.last[1], b];
+            if ends {
+                // 101 Switching Protocols is a final answer (refused as a failed reply).
+                let informational = self.start_len == self.start.len()
+                    && self.start[9] == b'1'
+                    && &self.start[10..] != b"01";
+                if informational {
+                    self.informational += 1;
+                    if self.informational > MAX_INFORMATIONAL {
+                        return Err(Error::Other(Box::new(TooManyInformational)));
+                    }
+                    self.start_len = 0;
+                    self.last = [0; 2];
+                } else {
+                    self.in_body = true;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
 #[derive(Debug)]
 struct CallTransport {
     inner: Box<dyn Transport>,
+    heads: Heads,
 }
 
 impl Transport for CallTransport {
@@ -220,14 +357,19 @@ impl Transport for CallTransport {
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), Error> {
+        self.heads.request_sent();
         self.inner.transmit_output(amount, timeout)
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
         let before = self.inner.buffers().input().len();
         let result = self.inner.await_input(timeout);
-        if self.inner.buffers().input().len() > before {
+        let input = self.inner.buffers().input();
+        if input.len() > before {
             RECEIVED.set(true);
+            if !self.heads.in_body {
+                self.heads.feed(&input[before..])?;
+            }
         }
         result
     }

@@ -139,7 +139,9 @@ impl Handshake<'_> {
 }
 
 fn socks5(io: &mut Handshake<'_>, proxy: &Proxy, target: &Target) -> Result<(), Error> {
-    let credentials = proxy.username().map(|u| (u, proxy.password().unwrap_or("")));
+    let credentials = proxy
+        .username()
+        .map(|u| (u, proxy.password().unwrap_or("")));
     let greeting: &[u8] = if credentials.is_some() {
         &[5, 2, 0, 2]
     } else {
@@ -162,11 +164,17 @@ fn socks5(io: &mut Handshake<'_>, proxy: &Proxy, target: &Target) -> Result<(), 
             auth.extend_from_slice(password.as_bytes());
             io.send(&auth)?;
             if io.receive(2)?[1] != 0 {
-                return Err(failed("the SOCKS5 proxy refused the user name and password"));
+                return Err(failed(
+                    "the SOCKS5 proxy refused the user name and password",
+                ));
             }
         }
         (2, None) => return Err(failed("the SOCKS5 proxy requires a user name and password")),
-        _ => return Err(failed("the SOCKS5 proxy accepts none of the offered methods")),
+        _ => {
+            return Err(failed(
+                "the SOCKS5 proxy accepts none of the offered methods",
+            ))
+        }
     }
     let mut request = vec![5, 1, 0];
     let port = match target {
