@@ -678,10 +678,19 @@ impl Call<'_> {
                 ureq::Error::Io(io) if !transport::take_received() => Some(io.kind()),
                 _ => None,
             };
-            let stale = matches!(kind, Some(Io::UnexpectedEof | Io::ConnectionReset
-                | Io::ConnectionAborted | Io::BrokenPipe));
-            let reset = matches!(kind, Some(Io::ConnectionReset | Io::ConnectionAborted
-                | Io::BrokenPipe));
+            let stale = matches!(
+                kind,
+                Some(
+                    Io::UnexpectedEof
+                        | Io::ConnectionReset
+                        | Io::ConnectionAborted
+                        | Io::BrokenPipe
+                )
+            );
+            let reset = matches!(
+                kind,
+                Some(Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe)
+            );
             let error = map_ureq_error(e, &format!("requesting {url}"));
             Failure {
                 retryable: error.kind() == ErrorKind::Connect || reset,
@@ -1028,6 +1037,7 @@ fn map_ureq_error(e: ureq::Error, doing: &str) -> Error {
         | U::LargeResponseHeader(..) => ErrorKind::Protocol,
         U::Other(inner) if inner.is::<transport::Cancelled>() => return cancelled(),
         U::Other(inner) if inner.is::<transport::TlsHandshakeFailed>() => ErrorKind::Tls,
+        U::Other(inner) if inner.is::<transport::TooManyInformational>() => ErrorKind::Protocol,
         U::Io(io) => match io.kind() {
             Io::ConnectionRefused
             | Io::HostUnreachable

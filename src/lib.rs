@@ -21,6 +21,7 @@ pub mod ffi;
 mod request;
 mod sse;
 mod transport;
+mod validate;
 
 pub use chunk::{Event, Usage};
 pub use client::{

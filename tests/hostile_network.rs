@@ -114,7 +114,8 @@ fn a_silent_socks5_proxy_is_bounded_by_the_timeout() {
     let c = CClient::new("http://127.0.0.1:9/v1");
     set_timeout_ms(&c, 500);
     set_max_retries(&c, 0);
-    let proxy_url = format!("socks5h://{}", &proxy.base_url()["http://".len()..]).replace("/v1", "");
+    let proxy_url =
+        format!("socks5h://{}", &proxy.base_url()["http://".len()..]).replace("/v1", "");
     assert_eq!(
         set_str(&c, ylokh_client_set_proxy, Some(&proxy_url)),
         YLOKH_OK
@@ -122,7 +123,11 @@ fn a_silent_socks5_proxy_is_bounded_by_the_timeout() {
     let started = Instant::now();
     let out = c.chat(None);
     assert_eq!(out.status, YLOKH_E_TIMEOUT, "{}", out.error);
-    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 #[test]
@@ -135,13 +140,20 @@ fn socks5_proxies_still_tunnel_with_and_without_credentials_and_refuse_bad_ones(
     for (proxy, url_auth, expect) in [
         (Proxy::socks5(None), "", YLOKH_OK),
         (Proxy::socks5(Some(("u", "p w"))), "u:p%20w@", YLOKH_OK),
-        (Proxy::socks5(Some(("u", "right"))), "u:wrong@", YLOKH_E_CONNECT),
+        (
+            Proxy::socks5(Some(("u", "right"))),
+            "u:wrong@",
+            YLOKH_E_CONNECT,
+        ),
         (Proxy::socks5(Some(("u", "right"))), "", YLOKH_E_CONNECT),
     ] {
         let c = client(&target.base_url());
         set_max_retries(&c, 0);
         let proxy_url = format!("socks5://{url_auth}127.0.0.1:{}", proxy.port);
-        assert_eq!(set_str(&c, ylokh_client_set_proxy, Some(&proxy_url)), YLOKH_OK);
+        assert_eq!(
+            set_str(&c, ylokh_client_set_proxy, Some(&proxy_url)),
+            YLOKH_OK
+        );
         let out = c.chat(None);
         assert_eq!(out.status, expect, "{proxy_url}: {}", out.error);
         assert!(!out.error.contains("wrong"), "{}", out.error);
@@ -177,10 +189,16 @@ fn a_stalled_upload_is_bounded_by_the_timeout() {
     let out = c.chat_full(None, &big_message(STALLING_UPLOAD), None, None);
     let returned = Instant::now();
     assert_eq!(out.status, YLOKH_E_TIMEOUT, "{}", out.error);
-    let accepted = accepted.lock().unwrap().expect("the server saw the connection");
+    let accepted = accepted
+        .lock()
+        .unwrap()
+        .expect("the server saw the connection");
     // The socket buffers fill within milliseconds; then one timeout without progress.
     let took = returned - accepted;
-    assert!(took < Duration::from_millis(2000), "took {took:?} after connecting");
+    assert!(
+        took < Duration::from_millis(2000),
+        "took {took:?} after connecting"
+    );
 }
 
 #[test]

@@ -145,12 +145,18 @@ pub fn set_str(
 
 pub fn set_timeout_ms(client: &CClient, ms: u64) {
     // SAFETY: live client.
-    assert_eq!(unsafe { ylokh_client_set_timeout_ms(client.0, ms) }, YLOKH_OK);
+    assert_eq!(
+        unsafe { ylokh_client_set_timeout_ms(client.0, ms) },
+        YLOKH_OK
+    );
 }
 
 pub fn set_max_retries(client: &CClient, n: u32) {
     // SAFETY: live client.
-    assert_eq!(unsafe { ylokh_client_set_max_retries(client.0, n) }, YLOKH_OK);
+    assert_eq!(
+        unsafe { ylokh_client_set_max_retries(client.0, n) },
+        YLOKH_OK
+    );
 }
 
 /// A messages array whose one message is `len` bytes of text.
