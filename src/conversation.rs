@@ -5,8 +5,9 @@ use std::ops::ControlFlow;
 
 use serde_json::{json, Map, Value};
 
+use crate::cancel::CancelToken;
 use crate::chunk::Event;
-use crate::client::{CancelToken, Client};
+use crate::client::Client;
 use crate::error::Error;
 use crate::request::{self, ChatRequest};
 

@@ -112,6 +112,16 @@ impl Error {
         Error::new(ErrorKind::Protocol, message)
     }
 
+    /// A call stopped by its cancel token.
+    pub(crate) fn cancelled() -> Error {
+        Error::new(ErrorKind::Aborted, "the call was cancelled")
+    }
+
+    /// A call stopped because its callback asked to.
+    pub(crate) fn aborted() -> Error {
+        Error::new(ErrorKind::Aborted, "the callback asked to stop")
+    }
+
     pub(crate) fn with_http_status(mut self, status: u16) -> Error {
         self.http_status = Some(status);
         self

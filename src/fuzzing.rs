@@ -31,7 +31,7 @@ pub fn stream(
         at: 0,
         next: 0,
     };
-    crate::client::read_stream(reader, max_event_bytes, on_event)
+    crate::reply::read_stream(reader, max_event_bytes, on_event)
 }
 
 /// A non-streaming reply's body as the client reads it.
@@ -40,7 +40,7 @@ pub fn whole_reply(
     max_event_bytes: usize,
     on_event: OnEvent<'_>,
 ) -> Result<(), Error> {
-    crate::client::read_whole_reply(body, max_event_bytes, on_event)
+    crate::reply::read_whole_reply(body, max_event_bytes, on_event)
 }
 
 /// One `data:` payload through the chunk parser (fast path, else serde).

@@ -13,29 +13,36 @@
 //! client.chat_tokens(&request, |token| { print!("{token}"); ControlFlow::Continue(()) }).unwrap();
 //! ```
 
+mod backoff;
+mod call;
+mod cancel;
 mod chunk;
 mod client;
 mod conversation;
 mod error;
 pub mod ffi;
+mod reply;
 mod request;
+mod settings;
 mod sse;
 mod transport;
 mod validate;
 
+pub use cancel::CancelToken;
 pub use chunk::{Event, Usage};
-pub use client::{
-    CancelToken, Client, Logger, Settings, Trust, DEFAULT_BASE_URL, DEFAULT_MAX_EVENT_BYTES,
-    DEFAULT_MAX_RETRIES, DEFAULT_RETRY_DELAY, DEFAULT_TIMEOUT, PROVIDER_URL,
-};
+pub use client::Client;
 pub use conversation::Conversation;
 pub use error::{Error, ErrorKind};
 pub use request::{parse_messages, parse_options, ChatRequest, DEFAULT_MODEL};
+pub use settings::{
+    Logger, Settings, Trust, DEFAULT_BASE_URL, DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_RETRIES,
+    DEFAULT_RETRY_DELAY, DEFAULT_TIMEOUT, PROVIDER_URL,
+};
 
 /// Facts about the original `Ylokh` provider of gpt4free, kept for callers that list providers.
 pub mod provider {
     /// The provider's site.
-    pub const URL: &str = crate::client::PROVIDER_URL;
+    pub const URL: &str = crate::settings::PROVIDER_URL;
     /// The service is gone; this library talks to any OpenAI-compatible server instead.
     pub const WORKING: bool = false;
     pub const SUPPORTS_MESSAGE_HISTORY: bool = true;

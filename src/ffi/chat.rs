@@ -3,10 +3,14 @@
 use std::ffi::{c_char, c_int, c_void};
 use std::ops::ControlFlow;
 
-use super::handles::{hand_out_string, ylokh_cancel, ylokh_client, ylokh_conversation};
+use super::cancel::ylokh_cancel;
+use super::client::ylokh_client;
+use super::conversation::ylokh_conversation;
+use super::strings::hand_out_string;
 use super::{guard, handle, opt_str, req_str, ylokh_status};
+use crate::cancel::CancelToken;
 use crate::chunk::Event;
-use crate::client::{CancelToken, Client};
+use crate::client::Client;
 use crate::error::Error;
 use crate::request::{self, ChatRequest};
 

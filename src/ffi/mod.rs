@@ -8,11 +8,20 @@
 
 #![allow(non_camel_case_types)]
 
+// In the order the header lists them (cbindgen follows the order of these lines).
 mod chat;
-mod handles;
+mod client;
+mod conversation;
 
+mod strings;
+
+mod cancel;
+
+pub use cancel::*;
 pub use chat::*;
-pub use handles::*;
+pub use client::*;
+pub use conversation::*;
+pub use strings::*;
 
 use std::cell::RefCell;
 use std::ffi::{c_char, c_int, CStr, CString};

@@ -1,0 +1,341 @@
+//! One chat call: attempts, retries and redirects, until a reply is read to its end or
+//! the call fails for good.
+
+use std::io::Read;
+use std::ops::ControlFlow;
+use std::time::{Duration, Instant};
+
+use ureq::http::Response;
+use ureq::http::Uri;
+use ureq::{Agent, Body};
+
+use crate::backoff::{backoff, retry_after, sleep_unless_cancelled};
+use crate::cancel::CancelToken;
+use crate::chunk::{self, Event};
+use crate::error::{Error, ErrorKind};
+use crate::reply::{map_ureq_error, read_stream, read_whole_reply};
+use crate::request::ChatRequest;
+use crate::settings::{redact_text, Settings};
+use crate::transport;
+
+/// How much of an error reply's body is read for its message.
+const ERROR_BODY_LIMIT: u64 = 64 * 1024;
+
+/// Why an attempt failed, and whether another attempt may help.
+struct Failure {
+    error: Error,
+    retryable: bool,
+    retry_after: Option<Duration>,
+    /// The connection ended before any reply byte, as a stale pooled one does.
+    stale: bool,
+}
+
+impl From<Error> for Failure {
+    fn from(error: Error) -> Self {
+        Failure {
+            error,
+            retryable: false,
+            retry_after: None,
+            stale: false,
+        }
+    }
+}
+
+/// What one chat call works with.
+pub(crate) struct Call<'a> {
+    pub(crate) settings: &'a Settings,
+    pub(crate) agent: &'a Agent,
+    pub(crate) secrets: Vec<String>,
+    pub(crate) started: Instant,
+}
+
+impl Call<'_> {
+    /// Hands a line to the log, if there is one; `message` is only built then.
+    pub(crate) fn log(&self, message: impl FnOnce() -> String) {
+        if let Some(log) = &self.settings.log {
+            log(&redact_text(message(), &self.secrets));
+        }
+    }
+
+    pub(crate) fn elapsed(&self) -> String {
+        format!("{:.1} ms", self.started.elapsed().as_secs_f64() * 1000.0)
+    }
+
+    /// Sends the request, following 307/308 redirects and retrying what may be retried,
+    /// until a reply has been read to its end or the call fails for good.
+    pub(crate) fn run(
+        &self,
+        request: &ChatRequest,
+        cancel: Option<&CancelToken>,
+        on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        let settings = self.settings;
+        let deadline = settings.deadline.map(|d| self.started + d);
+        let mut url = format!("{}/chat/completions", settings.base_url);
+        let mut send_auth = true;
+        let mut redirects = 0;
+        let mut attempt = 0;
+        let mut resent_stale = false;
+        let mut events = 0u64;
+        let mut counting = |event: Event<'_>| {
+            if events == 0 {
+                self.log(|| format!("first event after {}", self.elapsed()));
+            }
+            events += 1;
+            on_event(event)
+        };
+        loop {
+            if cancel.is_some_and(CancelToken::is_cancelled) {
+                return Err(Error::cancelled());
+            }
+            transport::take_opened();
+            transport::take_received();
+            self.log(|| format!("POST {url} (attempt {})", attempt + 1));
+            let failure = match self.attempt(&url, send_auth, request, deadline, &mut counting) {
+                Ok(Attempt::Done) => {
+                    self.log(|| format!("done after {}: {events} events", self.elapsed()));
+                    return Ok(());
+                }
+                Ok(Attempt::Redirect(location)) => {
+                    redirects += 1;
+                    if redirects > MAX_REDIRECTS {
+                        return Err(Error::protocol(format!(
+                            "more than {MAX_REDIRECTS} redirects, the last to {location}"
+                        )));
+                    }
+                    let next = redirect_target(&url, &location)?;
+                    // Credentials go only to the origin they were meant for (or its https form).
+                    send_auth &= same_origin_or_upgrade(&url, &next);
+                    self.log(|| format!("redirected to {next} (credentials kept: {send_auth})"));
+                    url = next;
+                    continue;
+                }
+                Err(failure) => failure,
+            };
+            // A pooled connection the server closed meanwhile (llama.cpp closes after every
+            // stream) fails before any reply byte: send once more at once, as curl does.
+            if failure.stale && !resent_stale && !transport::take_opened() {
+                self.log(|| "the server had closed the pooled connection; sending again".into());
+                resent_stale = true;
+                continue;
+            }
+            if !failure.retryable || attempt >= settings.max_retries {
+                return Err(failure.error);
+            }
+            let delay = failure
+                .retry_after
+                .unwrap_or_else(|| backoff(settings.retry_delay, attempt));
+            if deadline.is_some_and(|d| Instant::now() + delay >= d) {
+                return Err(failure.error);
+            }
+            self.log(|| format!("retrying in {} ms: {}", delay.as_millis(), failure.error));
+            sleep_unless_cancelled(delay, cancel)?;
+            attempt += 1;
+        }
+    }
+
+    /// One request and its reply: send it, turn away what is not a 2xx reply, read the rest.
+    fn attempt(
+        &self,
+        url: &str,
+        send_auth: bool,
+        request: &ChatRequest,
+        deadline: Option<Instant>,
+        on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
+    ) -> Result<Attempt, Failure> {
+        let response = self.send(url, send_auth, request, deadline)?;
+        let status = response.status().as_u16();
+        self.log(|| format!("HTTP {status} after {}", self.elapsed()));
+        if let Some(location) = followed_redirect(&response) {
+            return Ok(Attempt::Redirect(location));
+        }
+        if !response.status().is_success() {
+            return Err(rejection(response));
+        }
+        read_reply(response, self.settings.max_event_bytes, on_event)
+            .map(|()| Attempt::Done)
+            .map_err(|e| Failure::from(e.with_http_status(status)))
+    }
+
+    /// Sends the request to `url` with the configured headers, the credentials when
+    /// `send_auth`, and what is left of the deadline as the bound of this attempt.
+    fn send(
+        &self,
+        url: &str,
+        send_auth: bool,
+        request: &ChatRequest,
+        deadline: Option<Instant>,
+    ) -> Result<Response<Body>, Failure> {
+        let settings = self.settings;
+        let mut builder = self
+            .agent
+            .post(url)
+            .header("Content-Type", "application/json");
+        let is_authorization = |name: &str| name.eq_ignore_ascii_case("authorization");
+        let has_authorization = settings.headers.iter().any(|(n, _)| is_authorization(n));
+        for (name, value) in &settings.headers {
+            if send_auth || !is_authorization(name) {
+                builder = builder.header(name.as_str(), value.as_str());
+            }
+        }
+        if let (Some(key), false, true) = (&settings.api_key, has_authorization, send_auth) {
+            builder = builder.header("Authorization", format!("Bearer {key}"));
+        }
+        if let Some(deadline) = deadline {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::new(ErrorKind::Timeout, "the call's deadline passed").into());
+            }
+            builder = builder.config().timeout_global(Some(left)).build();
+        }
+        builder.send(request.body()).map_err(|e| {
+            use std::io::ErrorKind as Io;
+            // Before any byte of a reply, a reset or a close says nothing about the request:
+            // a pooled connection the server had closed, or a server too busy to take it.
+            let kind = match &e {
+                ureq::Error::Io(io) if !transport::take_received() => Some(io.kind()),
+                _ => None,
+            };
+            let stale = matches!(
+                kind,
+                Some(
+                    Io::UnexpectedEof
+                        | Io::ConnectionReset
+                        | Io::ConnectionAborted
+                        | Io::BrokenPipe
+                )
+            );
+            let reset = matches!(
+                kind,
+                Some(Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe)
+            );
+            let error = map_ureq_error(e, &format!("requesting {url}"));
+            Failure {
+                retryable: error.kind() == ErrorKind::Connect || reset,
+                error,
+                retry_after: None,
+                stale,
+            }
+        })
+    }
+}
+
+/// The `Location` of a 307 or 308 reply: the same request goes there.
+fn followed_redirect(response: &Response<Body>) -> Option<String> {
+    let location = response.headers().get("location")?.to_str().ok()?;
+    matches!(response.status().as_u16(), 307 | 308).then(|| location.to_owned())
+}
+
+/// A reply other than 2xx (or a followed redirect) as a failure: its status, the server's
+/// message from the start of its body, and whether another attempt may help.
+fn rejection(response: Response<Body>) -> Failure {
+    let status = response.status().as_u16();
+    let headers = response.headers();
+    let location = headers.get("location").and_then(|v| v.to_str().ok());
+    // 301, 302 and 303 would turn the POST into a GET without the conversation.
+    let moved = match location {
+        Some(to) if response.status().is_redirection() => {
+            format!(" (redirect to {to} not followed: point the base URL at the new address)")
+        }
+        _ => String::new(),
+    };
+    let retry_after = retry_after(headers);
+    let reason = response.status().canonical_reason().unwrap_or("");
+    let mut body = Vec::new();
+    let _ = response
+        .into_body()
+        .into_reader()
+        .take(ERROR_BODY_LIMIT)
+        .read_to_end(&mut body);
+    let detail = if body.iter().all(u8::is_ascii_whitespace) {
+        "no message".to_owned()
+    } else {
+        chunk::error_text_from_body(&body)
+    };
+    Failure {
+        error: Error::new(
+            ErrorKind::HttpStatus,
+            format!("HTTP {status} {reason}: {detail}{moved}"),
+        )
+        .with_http_status(status),
+        retryable: matches!(status, 408 | 429) || status >= 500,
+        retry_after,
+        stale: false,
+    }
+}
+
+/// Reads a 2xx reply: a JSON body whole (a non-streaming reply, or an error sent in place
+/// of a stream), anything else as an event stream.
+fn read_reply(
+    response: Response<Body>,
+    max_event_bytes: usize,
+    on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
+) -> Result<(), Error> {
+    let is_json = response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
+    let reader = response.into_body().into_reader();
+    if is_json {
+        read_whole_reply(reader, max_event_bytes, on_event)
+    } else {
+        read_stream(reader, max_event_bytes, on_event)
+    }
+}
+
+/// How many 307/308 redirects one call follows.
+const MAX_REDIRECTS: u32 = 5;
+
+/// What a successful attempt came to.
+enum Attempt {
+    Done,
+    /// A 307 or 308 to this `Location`: send the same request there.
+    Redirect(String),
+}
+
+/// The absolute URL a `Location` points to, seen from `current`. A redirect from https
+/// to http is refused: it would send the conversation in clear text.
+fn redirect_target(current: &str, location: &str) -> Result<String, Error> {
+    let bad = || {
+        Error::protocol(format!(
+            "the server redirected to an unusable location {location:?}"
+        ))
+    };
+    let base: Uri = current.parse().map_err(|_| bad())?;
+    let target = if location.starts_with("http://") || location.starts_with("https://") {
+        location.to_owned()
+    } else if location.starts_with('/') && !location.starts_with("//") {
+        let scheme = base.scheme_str().ok_or_else(bad)?;
+        let authority = base.authority().ok_or_else(bad)?;
+        format!("{scheme}://{authority}{location}")
+    } else {
+        return Err(bad());
+    };
+    let parsed: Uri = target.parse().map_err(|_| bad())?;
+    if base.scheme_str() == Some("https") && parsed.scheme_str() != Some("https") {
+        return Err(Error::protocol(format!(
+            "refusing to follow a redirect from https to {target}"
+        )));
+    }
+    Ok(target)
+}
+
+/// Same scheme, host and port, or the same host moving from http to https.
+fn same_origin_or_upgrade(from: &str, to: &str) -> bool {
+    let (Ok(from), Ok(to)) = (from.parse::<Uri>(), to.parse::<Uri>()) else {
+        return false;
+    };
+    let port = |u: &Uri| {
+        u.port_u16().unwrap_or(if u.scheme_str() == Some("https") {
+            443
+        } else {
+            80
+        })
+    };
+    let same_host =
+        from.host().map(str::to_ascii_lowercase) == to.host().map(str::to_ascii_lowercase);
+    let same_origin = from.scheme_str() == to.scheme_str() && port(&from) == port(&to);
+    same_host
+        && (same_origin || (from.scheme_str() == Some("http") && to.scheme_str() == Some("https")))
+}

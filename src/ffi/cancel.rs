@@ -1,0 +1,65 @@
+//! The cancel token handle: ylokh_cancel_*.
+
+use super::{guard, guard_value, handle, ylokh_status};
+use crate::cancel::CancelToken;
+
+/// Stops calls from another thread. Opaque. Trigger it from any thread; every call given
+/// this token returns `YLOKH_E_ABORTED` within about 50 ms, even while it waits for a silent
+/// server.
+pub struct ylokh_cancel {
+    pub(crate) inner: CancelToken,
+}
+
+/// Creates a cancel token (not triggered). Release it with `ylokh_cancel_free` once no call
+/// uses it. Since 0.1.0.
+#[no_mangle]
+pub extern "C" fn ylokh_cancel_new() -> *mut ylokh_cancel {
+    guard_value(std::ptr::null_mut(), || {
+        Box::into_raw(Box::new(ylokh_cancel {
+            inner: CancelToken::new(),
+        }))
+    })
+}
+
+/// Triggers the token: calls using it stop, and calls started with it later stop at once,
+/// until `ylokh_cancel_reset`. Safe to call from any thread, any number of times.
+/// Since 0.1.0.
+///
+/// # Safety
+/// `cancel` is NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_cancel_trigger(cancel: *const ylokh_cancel) -> ylokh_status {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        unsafe { handle(cancel, "cancel") }?.inner.cancel();
+        Ok(())
+    })
+}
+
+/// Clears a triggered token so it can be used again. Since 0.1.0.
+///
+/// # Safety
+/// `cancel` is NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_cancel_reset(cancel: *const ylokh_cancel) -> ylokh_status {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        unsafe { handle(cancel, "cancel") }?.inner.reset();
+        Ok(())
+    })
+}
+
+/// Releases a cancel token. NULL does nothing. No call may still be using it.
+/// Since 0.1.0.
+///
+/// # Safety
+/// `cancel` is NULL or a live handle.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_cancel_free(cancel: *mut ylokh_cancel) {
+    guard_value((), || {
+        if !cancel.is_null() {
+            // SAFETY: the caller gives up a handle made by Box::into_raw.
+            drop(unsafe { Box::from_raw(cancel) });
+        }
+    })
+}

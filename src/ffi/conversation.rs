@@ -1,0 +1,173 @@
+//! The conversation handle: ylokh_conversation_* (message history).
+
+use std::ffi::c_char;
+
+use super::strings::hand_out_string;
+use super::{guard, guard_value, handle, req_str, ylokh_status};
+use crate::conversation::Conversation;
+use crate::error::Error;
+
+/// Message history: an ordered list of messages. Opaque.
+///
+/// Not thread-safe: use a conversation from one thread at a time (different conversations
+/// may be used on different threads at once, sharing one client).
+pub struct ylokh_conversation {
+    pub(crate) inner: Conversation,
+}
+
+/// Creates an empty conversation; release it with `ylokh_conversation_free`. NULL only if
+/// the library failed internally. Since 0.1.0.
+#[no_mangle]
+pub extern "C" fn ylokh_conversation_new() -> *mut ylokh_conversation {
+    guard_value(std::ptr::null_mut(), || {
+        Box::into_raw(Box::new(ylokh_conversation {
+            inner: Conversation::new(),
+        }))
+    })
+}
+
+/// Creates a conversation from a JSON array of message objects (as written by
+/// `ylokh_conversation_to_json`). On success `*out` receives the new handle; on failure
+/// `*out` is untouched and the status says why. Since 0.1.0.
+///
+/// # Safety
+/// `json` is NULL or a NUL-terminated string; `out` is NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_conversation_from_json(
+    json: *const c_char,
+    out: *mut *mut ylokh_conversation,
+) -> ylokh_status {
+    guard(|| {
+        if out.is_null() {
+            return Err(Error::invalid("out is NULL"));
+        }
+        // SAFETY: forwarded from the caller.
+        let json = unsafe { req_str(json, "json") }?;
+        let inner = Conversation::from_json(json)?;
+        let conversation = Box::into_raw(Box::new(ylokh_conversation { inner }));
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { out.write(conversation) };
+        Ok(())
+    })
+}
+
+/// Releases a conversation. NULL does nothing; freeing twice is undefined behaviour.
+/// Since 0.1.0.
+///
+/// # Safety
+/// `conversation` is NULL or a live handle not in use by another thread.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_conversation_free(conversation: *mut ylokh_conversation) {
+    guard_value((), || {
+        if !conversation.is_null() {
+            // SAFETY: the caller gives up a handle made by Box::into_raw.
+            drop(unsafe { Box::from_raw(conversation) });
+        }
+    })
+}
+
+/// # Safety
+/// `conversation` is NULL or a live handle used by this thread only.
+unsafe fn conversation_mut<'a>(
+    conversation: *mut ylokh_conversation,
+) -> Result<&'a mut Conversation, Error> {
+    // SAFETY: forwarded from the caller.
+    unsafe { conversation.as_mut() }
+        .map(|c| &mut c.inner)
+        .ok_or_else(|| Error::invalid("conversation is NULL"))
+}
+
+/// Appends a message `{"role": role, "content": content}` (e.g. role "system", "user" or
+/// "assistant"). Both strings are copied; neither may be NULL; role may not be empty.
+/// Since 0.1.0.
+///
+/// # Safety
+/// `conversation` is NULL or live; `role` and `content` are NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_conversation_add(
+    conversation: *mut ylokh_conversation,
+    role: *const c_char,
+    content: *const c_char,
+) -> ylokh_status {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let (conversation, role, content) = unsafe {
+            (
+                conversation_mut(conversation)?,
+                req_str(role, "role")?,
+                req_str(content, "content")?,
+            )
+        };
+        conversation.push(role, content)
+    })
+}
+
+/// Appends one message given as a JSON object, for messages with more than role and
+/// content (tool results, names, content parts). Since 0.1.0.
+///
+/// # Safety
+/// `conversation` is NULL or live; `message_json` is NULL or NUL-terminated.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_conversation_add_json(
+    conversation: *mut ylokh_conversation,
+    message_json: *const c_char,
+) -> ylokh_status {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let (conversation, json) = unsafe {
+            (
+                conversation_mut(conversation)?,
+                req_str(message_json, "message_json")?,
+            )
+        };
+        conversation.push_message_json(json)
+    })
+}
+
+/// The number of messages; 0 for NULL. Since 0.1.0.
+///
+/// # Safety
+/// `conversation` is NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_conversation_len(conversation: *const ylokh_conversation) -> usize {
+    // SAFETY: forwarded from the caller.
+    guard_value(0, || {
+        unsafe { conversation.as_ref() }.map_or(0, |c| c.inner.len())
+    })
+}
+
+/// Removes every message. Since 0.1.0.
+///
+/// # Safety
+/// `conversation` is NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_conversation_clear(
+    conversation: *mut ylokh_conversation,
+) -> ylokh_status {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        unsafe { conversation_mut(conversation) }?.clear();
+        Ok(())
+    })
+}
+
+/// Writes the messages as a JSON array to `*out_json` (NUL-terminated, to be released with
+/// `ylokh_string_free`) and its length to `*out_len` when `out_len` is not NULL.
+/// Since 0.1.0.
+///
+/// # Safety
+/// `conversation` is NULL or live; `out_json` is NULL or writable; `out_len` is NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_conversation_to_json(
+    conversation: *const ylokh_conversation,
+    out_json: *mut *mut c_char,
+    out_len: *mut usize,
+) -> ylokh_status {
+    guard(|| {
+        // SAFETY: forwarded from the caller.
+        let conversation = unsafe { handle(conversation, "conversation") }?;
+        // SAFETY: forwarded from the caller.
+        unsafe { hand_out_string(conversation.inner.to_json(), out_json, out_len) }
+    })
+}

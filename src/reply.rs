@@ -1,0 +1,160 @@
+//! Reading a reply: the whole JSON body or the SSE stream, event by event, and sorting
+//! ureq's errors into the library's kinds.
+
+use std::io::Read;
+use std::ops::ControlFlow;
+
+use crate::chunk::{self, Event};
+use crate::error::{Error, ErrorKind};
+use crate::sse;
+use crate::transport;
+
+/// Reads a non-streaming reply (or a JSON error sent in place of a stream).
+pub(crate) fn read_whole_reply(
+    reader: impl Read,
+    limit: usize,
+    on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
+) -> Result<(), Error> {
+    let mut body = Vec::new();
+    reader
+        .take(limit as u64 + 1)
+        .read_to_end(&mut body)
+        .map_err(|e| map_io_error(e, "reading the reply"))?;
+    if body.len() > limit {
+        return Err(Error::protocol(format!(
+            "the reply is larger than the limit of {limit} bytes"
+        )));
+    }
+    match chunk::parse(&body, on_event)? {
+        ControlFlow::Continue(()) => Ok(()),
+        ControlFlow::Break(()) => Err(Error::aborted()),
+    }
+}
+/// Why the stream loop stopped before the end of the body.
+enum Stop {
+    Done,
+    Aborted,
+    Failed(Error),
+}
+
+/// Bytes read from the socket at a time: a few events' worth without a large stack frame.
+const READ_BUFFER: usize = 16 * 1024;
+
+pub(crate) fn read_stream(
+    mut reader: impl Read,
+    limit: usize,
+    on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
+) -> Result<(), Error> {
+    let mut decoder = sse::Decoder::new(limit);
+    let mut buf = vec![0u8; READ_BUFFER];
+    let mut finished = false;
+    let mut handle = |event: &sse::Event<'_>| -> ControlFlow<Stop> {
+        if event.event == b"error" {
+            let text = chunk::error_text_from_body(event.data);
+            return ControlFlow::Break(Stop::Failed(Error::new(
+                ErrorKind::Api,
+                format!("server error: {text}"),
+            )));
+        }
+        if !(event.event.is_empty() || event.event == b"message") {
+            return ControlFlow::Continue(());
+        }
+        let data = event.data.trim_ascii();
+        if data == b"[DONE]" {
+            return ControlFlow::Break(Stop::Done);
+        }
+        if data.is_empty() {
+            return ControlFlow::Continue(());
+        }
+        let mut watch = |e: Event<'_>| {
+            if matches!(e, Event::Finish { .. }) {
+                finished = true;
+            }
+            on_event(e)
+        };
+        match chunk::parse(data, &mut watch) {
+            Ok(ControlFlow::Continue(())) => ControlFlow::Continue(()),
+            Ok(ControlFlow::Break(())) => ControlFlow::Break(Stop::Aborted),
+            Err(e) => ControlFlow::Break(Stop::Failed(e)),
+        }
+    };
+    let too_long = |e: sse::LimitExceeded| {
+        Error::protocol(format!(
+            "the server sent a line or event longer than the limit of {} bytes",
+            e.limit
+        ))
+    };
+    let stop = loop {
+        let n = match reader.read(&mut buf) {
+            Ok(0) => match decoder.finish(&mut handle).map_err(too_long)? {
+                ControlFlow::Break(stop) => break stop,
+                ControlFlow::Continue(()) => {
+                    if finished {
+                        return Ok(());
+                    }
+                    return Err(Error::protocol(
+                        "the stream ended before [DONE] and before a finish_reason: the reply is incomplete",
+                    ));
+                }
+            },
+            Ok(n) => n,
+            Err(e) => return Err(map_io_error(e, "reading the stream")),
+        };
+        if let ControlFlow::Break(stop) = decoder.feed(&buf[..n], &mut handle).map_err(too_long)? {
+            break stop;
+        }
+    };
+    match stop {
+        Stop::Done => {
+            transport::drain(&mut reader, &mut buf);
+            Ok(())
+        }
+        Stop::Aborted => Err(Error::aborted()),
+        Stop::Failed(e) => Err(e),
+    }
+}
+
+pub(crate) fn map_io_error(e: std::io::Error, doing: &str) -> Error {
+    map_ureq_error(ureq::Error::from(e), doing)
+}
+
+/// Sorts ureq's errors into the library's kinds, with a message saying what was being done.
+pub(crate) fn map_ureq_error(e: ureq::Error, doing: &str) -> Error {
+    use std::io::ErrorKind as Io;
+    use ureq::Error as U;
+    let kind = match &e {
+        U::Timeout(_) => ErrorKind::Timeout,
+        U::HostNotFound | U::ConnectionFailed | U::ConnectProxyFailed(_) => ErrorKind::Connect,
+        U::Tls(_) | U::Pem(_) | U::Rustls(_) | U::TlsRequired => ErrorKind::Tls,
+        U::BadUri(_) | U::InvalidProxyUrl | U::Http(_) => ErrorKind::InvalidArgument,
+        U::Protocol(_)
+        | U::BodyExceedsLimit(_)
+        | U::TooManyRedirects
+        | U::RedirectFailed
+        | U::LargeResponseHeader(..) => ErrorKind::Protocol,
+        U::Other(inner) if inner.is::<transport::Cancelled>() => return Error::cancelled(),
+        U::Other(inner) if inner.is::<transport::TlsHandshakeFailed>() => ErrorKind::Tls,
+        U::Other(inner) if inner.is::<transport::TooManyInformational>() => ErrorKind::Protocol,
+        U::Io(io) => match io.kind() {
+            Io::ConnectionRefused
+            | Io::HostUnreachable
+            | Io::NetworkUnreachable
+            | Io::AddrNotAvailable
+            | Io::NotFound => ErrorKind::Connect,
+            Io::TimedOut | Io::WouldBlock => ErrorKind::Timeout,
+            _ if is_tls_error(io) => ErrorKind::Tls,
+            _ => ErrorKind::Io,
+        },
+        _ => ErrorKind::Io,
+    };
+    Error::new(kind, format!("{} while {doing}: {e}", kind.describe()))
+}
+
+/// rustls reports certificate problems as `InvalidData` I/O errors wrapping its own error.
+fn is_tls_error(e: &std::io::Error) -> bool {
+    e.get_ref().is_some_and(|inner| {
+        inner.is::<ureq::Error>()
+            || inner.is::<rustls::Error>()
+            || format!("{inner:?}").contains("Certificate")
+    })
+}
