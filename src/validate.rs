@@ -155,13 +155,10 @@ pub fn proxy_url(url: &str) -> Result<(), Error> {
 
 /// Checks a header a program sets (or removes, with `None`).
 pub fn header(name: &str, value: Option<&str>) -> Result<(), Error> {
-    if let Some(forbidden) = FORBIDDEN_HEADERS
-        .iter()
-        .find(|f| f.eq_ignore_ascii_case(name))
-    {
+    if FORBIDDEN_HEADERS.iter().any(|f| f.eq_ignore_ascii_case(name)) {
         return Err(Error::invalid(format!(
-            "the header {forbidden} cannot be set or removed: the library writes it from \
-             the request it sends"
+            "the header {name} cannot be set or removed: it defines the request's framing \
+             or connection, which the library writes itself"
         )));
     }
     HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
