@@ -187,27 +187,16 @@ impl Call<'_> {
         request: &ChatRequest,
         deadline: Option<Instant>,
     ) -> Result<Response<Body>, Failure> {
-        let settings = self.settings;
         let mut builder = self.agent.post(url);
-        let headers: &[(String, String)] = if credentials { &settings.headers } else { &[] };
-        let has = |wanted: &str| headers.iter().any(|(n, _)| n.eq_ignore_ascii_case(wanted));
-        // A Content-Type the program set replaces the library's (two would be ambiguous).
-        if !has("content-type") {
-            builder = builder.header("Content-Type", "application/json");
+        for (name, value) in request_headers(self.settings, url, credentials) {
+            builder = builder.header(name, value.as_ref());
         }
-        for (name, value) in headers {
-            builder = builder.header(name.as_str(), value.as_str());
-        }
-        if let (Some(key), false, true) = (&settings.api_key, has("authorization"), credentials) {
-            if settings.api_key_from_env && is_provider_host(url) {
-                self.log(|| {
-                    "not sending the API key from the environment to the original provider's \
-                     host: set the key or the base URL in the program to send it"
-                        .into()
-                });
-            } else {
-                builder = builder.header("Authorization", format!("Bearer {key}"));
-            }
+        if credentials && self.settings.api_key_from_env && is_provider_host(url) {
+            self.log(|| {
+                "not sending the API key from the environment to the original provider's \
+                 host: set the key in the program to send it there"
+                    .into()
+            });
         }
         if let Some(deadline) = deadline {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -246,6 +235,33 @@ impl Call<'_> {
             }
         })
     }
+}
+
+/// The headers the library sends to `url`, in order (ureq adds `Host`, `User-Agent`,
+/// `Accept` and the framing): `Content-Type` unless the program set one, the program's
+/// headers and the API key when `credentials` (the base URL's origin). A key from the
+/// environment never goes to the original provider's host.
+pub(crate) fn request_headers<'a>(
+    settings: &'a Settings,
+    url: &str,
+    credentials: bool,
+) -> Vec<(&'a str, std::borrow::Cow<'a, str>)> {
+    let own: &[(String, String)] = if credentials { &settings.headers } else { &[] };
+    let has = |wanted: &str| own.iter().any(|(n, _)| n.eq_ignore_ascii_case(wanted));
+    let mut headers = Vec::with_capacity(own.len() + 2);
+    // A Content-Type the program set replaces the library's (two would be ambiguous).
+    if !has("content-type") {
+        headers.push(("Content-Type", "application/json".into()));
+    }
+    for (name, value) in own {
+        headers.push((name.as_str(), value.as_str().into()));
+    }
+    if let (Some(key), false, true) = (&settings.api_key, has("authorization"), credentials) {
+        if !(settings.api_key_from_env && is_provider_host(url)) {
+            headers.push(("Authorization", format!("Bearer {key}").into()));
+        }
+    }
+    headers
 }
 
 /// The `Location` of a 307 or 308 reply: the same request goes there.
@@ -319,7 +335,10 @@ const MAX_REDIRECTS: u32 = 5;
 enum Attempt {
     Done,
     /// A 307 or 308 to this `Location`: send the same request there.
-    Redirect { status: u16, location: String },
+    Redirect {
+        status: u16,
+        location: String,
+    },
 }
 
 /// The absolute URL a `Location` points to, seen from `current`. A redirect from https

@@ -16,8 +16,8 @@ use crate::chunk::Event;
 use crate::error::Error;
 use crate::request::ChatRequest;
 use crate::settings::{redact, Logger, Settings, Trust};
-use crate::validate;
 use crate::transport::{self, CallGuard};
+use crate::validate;
 
 struct State {
     settings: Arc<Settings>,

@@ -5,8 +5,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-
-
 use crate::error::Error;
 use crate::validate;
 

@@ -155,7 +155,10 @@ pub fn proxy_url(url: &str) -> Result<(), Error> {
 
 /// Checks a header a program sets (or removes, with `None`).
 pub fn header(name: &str, value: Option<&str>) -> Result<(), Error> {
-    if FORBIDDEN_HEADERS.iter().any(|f| f.eq_ignore_ascii_case(name)) {
+    if FORBIDDEN_HEADERS
+        .iter()
+        .any(|f| f.eq_ignore_ascii_case(name))
+    {
         return Err(Error::invalid(format!(
             "the header {name} cannot be set or removed: it defines the request's framing \
              or connection, which the library writes itself"

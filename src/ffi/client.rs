@@ -110,9 +110,7 @@ pub unsafe extern "C" fn ylokh_client_set_api_key(
     api_key: *const c_char,
 ) -> ylokh_status {
     // SAFETY: forwarded from the caller.
-    unsafe {
-        with_client(client, |c| c.set_api_key(opt_str(api_key, "api_key")?))
-    }
+    unsafe { with_client(client, |c| c.set_api_key(opt_str(api_key, "api_key")?)) }
 }
 
 /// Sends requests through a proxy: "http://host:port", "https://host:port" or
