@@ -26,6 +26,7 @@ mod reply;
 mod request;
 mod settings;
 mod sse;
+mod stream;
 mod transport;
 mod validate;
 
