@@ -24,13 +24,17 @@ impl ylokh_client {
 }
 
 /// Creates a client with the original provider's defaults: base URL
-/// "https://chatapi.ylokh.xyz/v1" (or `YLOKH_BASE_URL`, else `OPENAI_BASE_URL`), API key from
+/// `"https://chatapi.ylokh.xyz/v1"` (or `YLOKH_BASE_URL`, else `OPENAI_BASE_URL`), API key from
 /// `YLOKH_API_KEY` (else `OPENAI_API_KEY`), `Origin`/`Referer` headers of chat.ylokh.xyz,
 /// timeout 120 s, no deadline, 2 retries, proxy from `ALL_PROXY`/`HTTPS_PROXY`/`HTTP_PROXY`
 /// unless `NO_PROXY` matches.
 ///
 /// Returns a handle to release with `ylokh_client_free`, or NULL only if the library failed
 /// internally. Since 0.1.0.
+///
+/// # Returns
+/// A new client, to release with `ylokh_client_free`; NULL only if the library failed
+/// internally (`ylokh_last_error()` says why).
 #[no_mangle]
 pub extern "C" fn ylokh_client_new() -> *mut ylokh_client {
     guard_value(std::ptr::null_mut(), || {
@@ -78,6 +82,13 @@ unsafe fn with_client(
 /// setting is unchanged. A non-ASCII path is percent-encoded as UTF-8. The string is
 /// copied. Since 0.1.0.
 ///
+/// # Returns
+/// - `YLOKH_OK`: the base URL is set.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` or `base_url` is NULL, or `base_url` is not UTF-8,
+///   does not start with http:// or https://, has no host or a non-ASCII one, has a port
+///   outside 1 to 65535 (or an empty one), or has a user name or password (not repeated in
+///   the message). The setting is unchanged.
+///
 /// # Safety
 /// `client` is NULL or live; `base_url` is NULL or a NUL-terminated string.
 #[no_mangle]
@@ -94,13 +105,19 @@ pub unsafe extern "C" fn ylokh_client_set_base_url(
     }
 }
 
-/// Sets the API key, sent as "Authorization: Bearer <key>" unless an Authorization header
+/// Sets the API key, sent as `"Authorization: Bearer <key>"` unless an Authorization header
 /// was set with `ylokh_client_set_header`. NULL or "" removes it. A key that cannot be sent
 /// (non-ASCII, spaces around it, a line end such as a "\r" left from a file, control
 /// characters) gives `YLOKH_E_INVALID_ARGUMENT` saying what is wrong, and the previous key
 /// stays. The key never appears in error messages or the log. A key this function sets is
 /// sent to whatever base URL the client uses; a key a new client took from the environment
 /// is never sent to the original provider's host chatapi.ylokh.xyz. Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: the key is set (or removed).
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL, or `api_key` is not UTF-8, or cannot be
+///   sent in a header (non-ASCII, a line end, spaces around it, control characters); the
+///   message says which, without the key. The previous key stays.
 ///
 /// # Safety
 /// `client` is NULL or live; `api_key` is NULL or a NUL-terminated string.
@@ -119,6 +136,12 @@ pub unsafe extern "C" fn ylokh_client_set_api_key(
 /// unless turned off with `ylokh_client_set_proxy_from_env`). Credentials never appear in
 /// error messages. Idle connections are closed. Since 0.1.0.
 ///
+/// # Returns
+/// - `YLOKH_OK`: the proxy is set (or cleared).
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL, or `proxy_url` is not UTF-8, not a URL,
+///   has a scheme other than http, https and socks5, has no host, or has a port outside 1
+///   to 65535. The URL is never repeated in the message. The setting is unchanged.
+///
 /// # Safety
 /// `client` is NULL or live; `proxy_url` is NULL or a NUL-terminated string.
 #[no_mangle]
@@ -132,6 +155,10 @@ pub unsafe extern "C" fn ylokh_client_set_proxy(
 
 /// Whether `ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` are honoured when no
 /// proxy is set (non-zero: yes, the default; 0: connect directly). Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: the setting is applied.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL.
 ///
 /// # Safety
 /// `client` is NULL or live.
@@ -157,6 +184,10 @@ pub unsafe extern "C" fn ylokh_client_set_proxy_from_env(
 /// credential). Redirects within the origin keep everything; https to http is always
 /// refused. Since 0.1.0.
 ///
+/// # Returns
+/// - `YLOKH_OK`: the setting is applied.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL.
+///
 /// # Safety
 /// `client` is NULL or live.
 #[no_mangle]
@@ -177,6 +208,10 @@ pub unsafe extern "C" fn ylokh_client_set_cross_origin_redirects(
 /// (default 120000). A reply that keeps streaming is never cut by it; a silent server is,
 /// with `YLOKH_E_TIMEOUT`. 0 is refused. Since 0.1.0.
 ///
+/// # Returns
+/// - `YLOKH_OK`: the timeout is set.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL, or `timeout_ms` is 0.
+///
 /// # Safety
 /// `client` is NULL or live.
 #[no_mangle]
@@ -191,6 +226,10 @@ pub unsafe extern "C" fn ylokh_client_set_timeout_ms(
 /// Bounds a whole call, retries included, in milliseconds; 0 (the default) means no
 /// bound. A call that runs out returns `YLOKH_E_TIMEOUT`, after the tokens delivered so far.
 /// Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: the deadline is set (or removed, for 0).
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL.
 ///
 /// # Safety
 /// `client` is NULL or live.
@@ -209,14 +248,20 @@ pub unsafe extern "C" fn ylokh_client_set_deadline_ms(
 }
 
 /// Sets a request header, replacing any earlier value of the same name (case-insensitive);
-/// a NULL value removes it. The defaults "Origin: https://chat.ylokh.xyz" and
-/// "Referer: https://chat.ylokh.xyz/" can be removed this way. Invalid names or values
+/// a NULL value removes it. The defaults `"Origin: https://chat.ylokh.xyz"` and
+/// `"Referer: https://chat.ylokh.xyz/"` can be removed this way. Invalid names or values
 /// (e.g. containing CR or LF) give `YLOKH_E_INVALID_ARGUMENT`, and so do the headers that
 /// define the message's framing or the connection, which the library writes itself:
 /// Content-Length, Transfer-Encoding, Connection, Upgrade, TE, Trailer, Host, Keep-Alive
 /// and Proxy-Connection (setting or removing them). A Content-Type set here replaces the
 /// library's "application/json". Headers set here go only to the base URL's origin (see
 /// `ylokh_client_set_cross_origin_redirects`). Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: the header is set (or removed).
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` or `name` is NULL; `name` or `value` is not UTF-8,
+///   or not a valid HTTP header name or value (for example with CR or LF); or `name` is one
+///   of the framing and connection headers above. The setting is unchanged.
 ///
 /// # Safety
 /// `client` is NULL or live; `name` and `value` are NULL or NUL-terminated strings.
@@ -239,6 +284,10 @@ pub unsafe extern "C" fn ylokh_client_set_header(
 /// exponential backoff and jitter, honouring the server's Retry-After (up to 60 s).
 /// Since 0.1.0.
 ///
+/// # Returns
+/// - `YLOKH_OK`: the number of retries is set.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL.
+///
 /// # Safety
 /// `client` is NULL or live.
 #[no_mangle]
@@ -257,6 +306,10 @@ pub unsafe extern "C" fn ylokh_client_set_max_retries(
 
 /// The first retry's backoff in milliseconds (default 500); each later retry waits twice as
 /// long (at most 8 s), less up to a quarter at random. Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: the delay is set.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL.
 ///
 /// # Safety
 /// `client` is NULL or live.
@@ -278,6 +331,10 @@ pub unsafe extern "C" fn ylokh_client_set_retry_delay_ms(
 /// at least 1024). Anything longer ends the call with `YLOKH_E_PROTOCOL`, so memory stays
 /// bounded whatever the server sends. Since 0.1.0.
 ///
+/// # Returns
+/// - `YLOKH_OK`: the limit is set.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL, or `max_bytes` is below 1024.
+///
 /// # Safety
 /// `client` is NULL or live.
 #[no_mangle]
@@ -294,6 +351,11 @@ pub unsafe extern "C" fn ylokh_client_set_max_event_bytes(
 /// missing, unreadable or certificate-less file gives `YLOKH_E_INVALID_ARGUMENT` and leaves
 /// the setting unchanged. NULL goes back to the bundled roots. Certificate verification is
 /// always on; there is no way to turn it off. Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: the CA file is read and used from now on (or, for NULL, the bundled roots).
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL; `pem_path` is not UTF-8; or the file is
+///   missing, unreadable or holds no certificate. The setting is unchanged.
 ///
 /// # Safety
 /// `client` is NULL or live; `pem_path` is NULL or a NUL-terminated path.
@@ -317,6 +379,10 @@ pub unsafe extern "C" fn ylokh_client_set_ca_file(
 /// Non-zero: trust the operating system's certificate store instead of the bundled Mozilla
 /// roots (for corporate CAs installed system-wide). 0: back to the bundled roots. Replaces
 /// any CA file set with `ylokh_client_set_ca_file`. Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: the trust setting is applied.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL.
 ///
 /// # Safety
 /// `client` is NULL or live.
@@ -367,6 +433,10 @@ impl CLogger {
 /// safe to call from any thread that chats on the client, until the client is freed (chats
 /// already running when the log is replaced keep using the old one until they return). From
 /// Go, pass C-allocated memory, not a Go pointer. Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: the log is set (or removed).
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL.
 ///
 /// # Safety
 /// `client` is NULL or live; `on_log` is NULL or safe to call with `userdata` as above.

@@ -44,6 +44,7 @@ static void *job_run(void *arg) {
     job *j = arg;
     ylokh_request req;
     memset(&req, 0, sizeof req);
+    req.struct_size = sizeof req;
     req.messages_json = MSGS;
     req.on_token = count_token;
     req.userdata = j;
@@ -124,6 +125,7 @@ static void case_cancel_in_callback(const char *url) {
     s.tokens = 0;
     REQUIRE(s.cancel != NULL);
     memset(&req, 0, sizeof req);
+    req.struct_size = sizeof req;
     req.messages_json = MSGS;
     req.on_token = cancel_own_call;
     req.userdata = &s;
