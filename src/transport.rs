@@ -29,6 +29,9 @@ use ureq::{Agent, Error};
 
 /// How often a waiting call looks at its cancel flag.
 pub const CANCEL_POLL: Duration = Duration::from_millis(20);
+/// How long a call with a before-wait hook looks for input before running the hook: a
+/// stream's events are handed over at most this much later than they were read.
+pub(crate) const FIRST_LOOK: Duration = Duration::from_micros(200);
 /// After `[DONE]`, how long to wait for the end of the body so the connection can be reused.
 /// A server or proxy that keeps the body open after `[DONE]` costs at most this much.
 pub const DRAIN_WAIT: Duration = Duration::from_millis(10);
@@ -55,6 +58,30 @@ thread_local! {
     static OPENED: Cell<bool> = const { Cell::new(false) };
     /// Set when a byte of a reply arrived on this thread (after TLS, so a reply's byte).
     static RECEIVED: Cell<bool> = const { Cell::new(false) };
+    /// Run when a call is about to wait for input that is not there yet: a stream's worker
+    /// publishes the events it holds there, so none waits behind a silent socket. (Only
+    /// calls with a cancel flag look for it; a stream always has one.)
+    static BEFORE_WAIT: RefCell<Option<Box<dyn FnMut()>>> = const { RefCell::new(None) };
+}
+
+/// Sets (or removes) what this thread runs each time a call is about to wait for input
+/// that has not arrived yet.
+pub fn set_before_wait(hook: Option<Box<dyn FnMut()>>) {
+    BEFORE_WAIT.with(|h| *h.borrow_mut() = hook);
+}
+
+pub(crate) fn has_before_wait() -> bool {
+    BEFORE_WAIT.with(|h| h.try_borrow().is_ok_and(|h| h.is_some()))
+}
+
+pub(crate) fn before_wait() {
+    BEFORE_WAIT.with(|h| {
+        if let Ok(mut hook) = h.try_borrow_mut() {
+            if let Some(hook) = hook.as_mut() {
+                hook();
+            }
+        }
+    });
 }
 
 /// Whether any byte of a reply arrived on this thread since the last call; clears it.

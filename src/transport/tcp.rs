@@ -14,7 +14,10 @@ use ureq::unversioned::transport::{
 use ureq::{Error, Timeout};
 
 use super::socket::{self, Connect};
-use super::{cancel_requested, drain_until, watching_cancel, Cancelled, CANCEL_POLL};
+use super::{
+    before_wait, cancel_requested, drain_until, has_before_wait, watching_cancel, Cancelled,
+    CANCEL_POLL, FIRST_LOOK,
+};
 
 /// Opens the TCP connection unless an earlier step (a SOCKS proxy) already did.
 #[derive(Debug, Default)]
@@ -107,7 +110,7 @@ impl TcpTransport {
     }
 
     fn set_read_timeout(&mut self, limit: Duration) -> io::Result<()> {
-        let limit = Some(limit.max(Duration::from_millis(1)));
+        let limit = Some(limit.max(Duration::from_micros(1)));
         if self.read_timeout != limit {
             self.stream.set_read_timeout(limit)?;
             self.read_timeout = limit;
@@ -116,7 +119,7 @@ impl TcpTransport {
     }
 
     fn set_write_timeout(&mut self, limit: Duration) -> io::Result<()> {
-        let limit = Some(limit.max(Duration::from_millis(1)));
+        let limit = Some(limit.max(Duration::from_micros(1)));
         if self.write_timeout != limit {
             self.stream.set_write_timeout(limit)?;
             self.write_timeout = limit;
@@ -214,6 +217,9 @@ impl Transport for TcpTransport {
             limit = Some(limit.map_or(left, |l| l.min(left)));
         }
         let sliced = watching_cancel() || drain.is_some();
+        // With a before-wait hook (a pulled stream), look for input briefly first: the hook
+        // runs only when the input is really not there yet, not before every read.
+        let mut hook_pending = sliced && has_before_wait();
         loop {
             if cancel_requested() {
                 return Err(Error::Other(Box::new(Cancelled)));
@@ -228,13 +234,21 @@ impl Transport for TcpTransport {
                 }
                 None => Duration::from_secs(3600),
             };
-            let slice = if sliced { left.min(CANCEL_POLL) } else { left };
+            let slice = match (sliced, hook_pending) {
+                (true, true) => left.min(FIRST_LOOK),
+                (true, false) => left.min(CANCEL_POLL),
+                (false, _) => left,
+            };
             self.set_read_timeout(slice)?;
             let input = self.buffers.input_append_buf();
             match (&self.stream).read(input) {
                 Ok(amount) => {
                     self.buffers.input_appended(amount);
                     return Ok(amount > 0);
+                }
+                Err(e) if is_timeout(&e) && hook_pending => {
+                    hook_pending = false;
+                    before_wait();
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted || is_timeout(&e) => continue,
                 Err(e) => return Err(Error::Io(e)),
