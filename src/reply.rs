@@ -208,6 +208,8 @@ pub(crate) fn map_ureq_error(e: ureq::Error, doing: &str) -> Error {
         | U::RedirectFailed
         | U::LargeResponseHeader(..) => ErrorKind::Protocol,
         U::Other(inner) if inner.is::<transport::Cancelled>() => return Error::cancelled(),
+        U::Other(inner) if inner.is::<transport::TlsHandshakeFailed>() => ErrorKind::Tls,
+        U::Other(inner) if inner.is::<transport::TooManyInformational>() => ErrorKind::Protocol,
         U::Io(io) if io.get_ref().is_some_and(|e| e.is::<Undecodable>()) => {
             return Error::protocol(format!("{io} while {doing}"));
         }
@@ -229,6 +231,8 @@ pub(crate) fn map_ureq_error(e: ureq::Error, doing: &str) -> Error {
 /// rustls reports certificate problems as `InvalidData` I/O errors wrapping its own error.
 fn is_tls_error(e: &std::io::Error) -> bool {
     e.get_ref().is_some_and(|inner| {
-        inner.is::<ureq::Error>() || format!("{inner:?}").contains("Certificate")
+        inner.is::<ureq::Error>()
+            || inner.is::<rustls::Error>()
+            || format!("{inner:?}").contains("Certificate")
     })
 }
