@@ -54,6 +54,25 @@ pub enum Event<'a> {
     Usage(Usage<'a>),
 }
 
+/// The choice that is "the answer": its content is what token callbacks and `chat_text`
+/// deliver and what a conversation keeps. Other choices (asked for with `n`) reach only
+/// the event API.
+pub(crate) const ANSWER_CHOICE: u32 = 0;
+
+impl<'a> Event<'a> {
+    /// The piece of the answer this event carries, if it is one: content of
+    /// [`ANSWER_CHOICE`].
+    pub fn token(&self) -> Option<&'a str> {
+        match *self {
+            Event::Content {
+                choice: ANSWER_CHOICE,
+                text,
+            } => Some(text),
+            _ => None,
+        }
+    }
+}
+
 /// A string that is borrowed from the input when it has no escapes.
 #[derive(Debug)]
 struct Text<'a>(Cow<'a, str>);

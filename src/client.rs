@@ -241,9 +241,9 @@ impl Client {
     where
         F: FnMut(&str) -> ControlFlow<()>,
     {
-        self.chat(request, |event| match event {
-            Event::Content { choice: 0, text } => on_token(text),
-            _ => ControlFlow::Continue(()),
+        self.chat(request, |event| match event.token() {
+            Some(text) => on_token(text),
+            None => ControlFlow::Continue(()),
         })
     }
 

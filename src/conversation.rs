@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 use serde_json::{json, Map, Value};
 
 use crate::cancel::CancelToken;
-use crate::chunk::Event;
+use crate::chunk::{Event, ANSWER_CHOICE};
 use crate::client::Client;
 use crate::error::Error;
 use crate::request::{self, ChatRequest};
@@ -91,9 +91,12 @@ impl Conversation {
         let mut calls: Vec<ToolCall> = Vec::new();
         client.chat_with_cancel(&request, cancel, &mut |event| {
             match event {
-                Event::Content { choice: 0, text } => content.push_str(text),
+                Event::Content {
+                    choice: ANSWER_CHOICE,
+                    text,
+                } => content.push_str(text),
                 Event::ToolCall {
-                    choice: 0,
+                    choice: ANSWER_CHOICE,
                     index,
                     id,
                     name,

@@ -96,7 +96,7 @@ impl Callbacks {
                 return ControlFlow::Break(());
             }
         }
-        if let (Some(on_token), Event::Content { choice: 0, text }) = (self.on_token, event) {
+        if let (Some(on_token), Some(text)) = (self.on_token, event.token()) {
             let token = self.terminated(&[text])[0];
             // SAFETY: as above; `token` points at len bytes and a NUL in the scratch buffer.
             if unsafe { on_token(self.userdata, token, text.len()) } != 0 {
