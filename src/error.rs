@@ -31,7 +31,7 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind. Their numbers in the C API (`ylokh_status`) are given in `ffi` only.
-    pub const ALL: [ErrorKind; 10] = [
+    pub(crate) const ALL: [ErrorKind; 10] = [
         ErrorKind::InvalidArgument,
         ErrorKind::Aborted,
         ErrorKind::Connect,
