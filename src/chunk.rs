@@ -32,8 +32,9 @@ pub struct Usage<'a> {
 }
 
 /// One thing a reply said. `choice` is the index of the choice it belongs to (0 unless the
-/// request asked for several with `n`).
+/// request asked for several with `n`). More kinds may be added: match with a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event<'a> {
     /// A piece of the answer (`delta.content`, or `message.content` when not streaming).
     Content { choice: u32, text: &'a str },

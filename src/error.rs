@@ -5,6 +5,7 @@ use std::fmt;
 /// What went wrong, coarsely. Each kind has a fixed number in the C API (`ylokh_status`).
 /// More kinds may be added: match with a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// A NULL pointer, a string that is not UTF-8, messages or options that are not valid JSON
     /// of the right shape, a bad URL or header. Nothing was sent.

@@ -90,15 +90,17 @@ impl Callbacks {
     fn deliver(&mut self, event: Event<'_>) -> ControlFlow<()> {
         if let Some(on_event) = self.on_event {
             let c_event = self.c_event(&event);
-            // SAFETY: the caller of the chat function vouches for the callback; the event and
-            // the scratch it points into live until it returns.
+            // SAFETY: the chat function's contract makes `on_event` safe to call with
+            // `userdata` on this thread during the call; `c_event` and the scratch buffer
+            // its strings point into are not touched until the callback returns.
             if unsafe { on_event(self.userdata, &c_event) } != 0 {
                 return ControlFlow::Break(());
             }
         }
         if let (Some(on_token), Some(text)) = (self.on_token, event.token()) {
             let token = self.terminated(&[text])[0];
-            // SAFETY: as above; `token` points at len bytes and a NUL in the scratch buffer.
+            // SAFETY: as above for `on_token`; `token` points at text.len() bytes and a NUL
+            // in the scratch buffer, untouched until the callback returns.
             if unsafe { on_token(self.userdata, token, text.len()) } != 0 {
                 return ControlFlow::Break(());
             }
@@ -254,7 +256,8 @@ pub unsafe extern "C" fn ylokh_chat(
     if on_token.is_none() {
         return guard(|| Err(Error::invalid("on_token is NULL")));
     }
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `request` lives on this stack for the whole call and holds this function's
+    // arguments, whose contract is the one ylokh_chat_ex asks of a request's fields.
     unsafe { ylokh_chat_ex(client, &request) }
 }
 
@@ -283,7 +286,8 @@ pub unsafe extern "C" fn ylokh_chat_events(
     if on_event.is_none() {
         return guard(|| Err(Error::invalid("on_event is NULL")));
     }
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `request` lives on this stack for the whole call and holds this function's
+    // arguments, whose contract is the one ylokh_chat_ex asks of a request's fields.
     unsafe { ylokh_chat_ex(client, &request) }
 }
 
@@ -307,7 +311,9 @@ pub unsafe extern "C" fn ylokh_chat_text(
         if out_text.is_null() {
             return Err(Error::invalid("out_text is NULL"));
         }
-        // SAFETY: forwarded from the caller.
+        // SAFETY: this function's contract gives `client` NULL or live and the strings NULL
+        // or NUL-terminated, as `handle`, opt_str and req_str require; the strings are only
+        // read before the request starts.
         let (client, model, messages, options) = unsafe {
             (
                 handle(client, "client")?,
@@ -318,8 +324,9 @@ pub unsafe extern "C" fn ylokh_chat_text(
         };
         let request = ChatRequest::from_json(model, messages, options)?;
         let text = client.client().chat_text(&request)?;
-        // SAFETY: checked above / forwarded from the caller.
-        unsafe { hand_out_string(text, out_text, out_len) }
+        // SAFETY: `out_text` is not NULL (checked above) and, like `out_len` (NULL or not),
+        // writable by this function's contract, as hand_out_string requires.
+        unsafe { hand_out_string(text, out_text, "out_text", out_len) }
     })
 }
 
@@ -347,7 +354,15 @@ pub unsafe extern "C" fn ylokh_conversation_chat(
         userdata,
         ..ylokh_request::EMPTY
     };
-    // SAFETY: forwarded from the caller.
+    // Checked here so that the errors name this function's arguments, not the request's.
+    if conversation.is_null() {
+        return guard(|| Err(Error::invalid("conversation is NULL")));
+    }
+    if on_token.is_none() {
+        return guard(|| Err(Error::invalid("on_token is NULL")));
+    }
+    // SAFETY: `request` lives on this stack for the whole call and holds this function's
+    // arguments, whose contract is the one ylokh_chat_ex asks of a request's fields.
     unsafe { ylokh_chat_ex(client, &request) }
 }
 
@@ -407,14 +422,16 @@ pub unsafe extern "C" fn ylokh_chat_ex(
     request: *const ylokh_request,
 ) -> ylokh_status {
     guard(|| {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: this function's contract gives `client` NULL or live and `request` NULL or
+        // a readable ylokh_request, as `handle` requires; both are borrowed for this call only.
         let (client, request) = unsafe { (handle(client, "client")?, handle(request, "request")?) };
         if request.on_token.is_none() && request.on_event.is_none() {
             return Err(Error::invalid(
                 "the request has neither on_token nor on_event",
             ));
         }
-        // SAFETY: forwarded from the caller.
+        // SAFETY: the request's strings are NULL or NUL-terminated and `cancel` NULL or a live
+        // token, by this function's contract; they are read while the caller waits for us.
         let (model, options, cancel) = unsafe {
             (
                 opt_str(request.model, "model")?,
@@ -422,16 +439,21 @@ pub unsafe extern "C" fn ylokh_chat_ex(
                 request.cancel.as_ref().map(|c| &c.inner),
             )
         };
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `conversation` is NULL or live and not used by another thread during the
+        // call (this function's contract), so the exclusive borrow aliases nothing.
         let messages = match unsafe { (request.conversation.as_mut(), request.messages_json) } {
             (Some(conversation), m) if m.is_null() => {
                 Messages::Conversation(&mut conversation.inner)
             }
             (None, m) if !m.is_null() => {
-                // SAFETY: forwarded from the caller.
+                // SAFETY: not NULL (this arm), and NUL-terminated by this function's contract.
                 Messages::Json(unsafe { req_str(m, "messages_json") }?)
             }
-            (None, _) => return Err(Error::invalid("messages_json is NULL")),
+            (None, _) => {
+                return Err(Error::invalid(
+                    "messages_json is NULL and so is conversation: give one of them",
+                ))
+            }
             (Some(_), _) => {
                 return Err(Error::invalid(
                     "give either messages_json or conversation, not both",

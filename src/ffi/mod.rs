@@ -7,6 +7,9 @@
 //! success.
 
 #![allow(non_camel_case_types)]
+// The one module that may use unsafe (the crate denies it elsewhere): raw pointers from C.
+// Every unsafe block says why it is sound.
+#![allow(unsafe_code)]
 
 // In the order the header lists them (cbindgen follows the order of these lines).
 mod chat;
@@ -160,7 +163,8 @@ unsafe fn opt_str<'a>(ptr: *const c_char, what: &str) -> Result<Option<&'a str>,
     if ptr.is_null() {
         return Ok(None);
     }
-    // SAFETY: the caller promises a NUL-terminated string.
+    // SAFETY: not NULL (checked above); by this function's contract a NUL-terminated string
+    // that lives for 'a, and CStr::from_ptr reads no further than its NUL.
     let bytes = unsafe { CStr::from_ptr(ptr) }.to_bytes();
     std::str::from_utf8(bytes)
         .map(Some)
@@ -172,7 +176,7 @@ unsafe fn opt_str<'a>(ptr: *const c_char, what: &str) -> Result<Option<&'a str>,
 /// # Safety
 /// As [`opt_str`].
 unsafe fn req_str<'a>(ptr: *const c_char, what: &str) -> Result<&'a str, Error> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: this function's contract is opt_str's, word for word.
     unsafe { opt_str(ptr, what) }?.ok_or_else(|| Error::invalid(format!("{what} is NULL")))
 }
 
@@ -181,7 +185,8 @@ unsafe fn req_str<'a>(ptr: *const c_char, what: &str) -> Result<&'a str, Error> 
 /// # Safety
 /// `ptr` is NULL or a live handle of type `T` made by this library.
 unsafe fn handle<'a, T>(ptr: *const T, what: &str) -> Result<&'a T, Error> {
-    // SAFETY: the caller promises a live handle or NULL.
+    // SAFETY: by this function's contract `ptr` is NULL (as_ref gives None) or a live handle
+    // of type T made by this library (so aligned and initialised) that nothing frees for 'a.
     unsafe { ptr.as_ref() }.ok_or_else(|| Error::invalid(format!("{what} is NULL")))
 }
 
@@ -261,7 +266,8 @@ pub struct ylokh_provider_info {
 }
 
 struct StaticInfo(ylokh_provider_info);
-// SAFETY: the pointers are to static, immutable strings.
+// SAFETY: the pointers point to static, immutable C string literals, which every thread
+// may read at any time; nothing can write through them.
 unsafe impl Sync for StaticInfo {}
 
 static PROVIDER_INFO: StaticInfo = StaticInfo(ylokh_provider_info {
@@ -280,8 +286,10 @@ pub extern "C" fn ylokh_provider() -> *const ylokh_provider_info {
     &PROVIDER_INFO.0
 }
 
-/// Test hook, not part of the API (left out of the header): panics inside the library so
-/// tests can see the panic come back as `YLOKH_E_INTERNAL` with the process alive.
+/// Test hook, not part of the API (left out of the header, and only built with the
+/// `test-hooks` feature): panics inside the library so tests can see the panic come back as
+/// `YLOKH_E_INTERNAL` with the process alive.
+#[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 #[no_mangle]
 pub extern "C" fn ylokh_test_panic() -> ylokh_status {
