@@ -139,17 +139,19 @@ const (
 	EventToolCall  EventKind = C.YLOKH_EVENT_TOOL_CALL
 	EventFinish    EventKind = C.YLOKH_EVENT_FINISH
 	EventUsage     EventKind = C.YLOKH_EVENT_USAGE
+	EventRefusal   EventKind = C.YLOKH_EVENT_REFUSAL
 )
 
 // Event is one event of a reply (see ylokh_event in ylokh.h).
 type Event struct {
 	Kind   EventKind
 	Choice int
-	// The content or reasoning text, the tool call's arguments fragment, the finish
-	// reason, or the usage JSON.
+	// The content, reasoning or refusal text, the tool call's arguments fragment, the
+	// finish reason, or the usage JSON.
 	Text      string
 	ToolIndex int
-	// Set in the first piece of a tool call only.
+	// Set in the pieces of a tool call that carry them: the first one, or (for some
+	// servers) every one; keep the first non-empty value.
 	ToolID, ToolName string
 	// EventUsage only.
 	PromptTokens, CompletionTokens, TotalTokens uint64

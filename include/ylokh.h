@@ -32,20 +32,30 @@
 #define YLOKH_VERSION_NUMBER 100
 
 
+// Most distinct tool calls kept for one message; pieces of further calls are dropped, so a
+// hostile stream of ever-new indices cannot grow the message without bound.
+#define MAX_TOOL_CALLS 1024
+
 // What a `ylokh_event` reports.
 typedef enum ylokh_event_kind {
   // A piece of the answer: `text`.
   YLOKH_EVENT_CONTENT = 0,
   // A piece of the model's reasoning (`reasoning_content` or `reasoning`): `text`.
   YLOKH_EVENT_REASONING = 1,
-  // A piece of a tool call: `tool_index`, `tool_id` and `tool_name` (in the first piece of
-  // a call, else NULL), and `text`, a fragment of the arguments JSON to append.
+  // A piece of a tool call: `tool_index`, `tool_id` and `tool_name` (NULL when the piece
+  // has none), and `text`, a fragment of the arguments JSON to append. Most servers send
+  // the id and name only in a call's first piece; some (llama-cpp-python, LiteLLM passing
+  // it on) repeat them in every piece: keep the first non-empty id and name, never
+  // concatenate them.
   YLOKH_EVENT_TOOL_CALL = 2,
   // A choice finished: `text` is the reason ("stop", "length", "tool_calls", ...).
   YLOKH_EVENT_FINISH = 3,
   // Token counts: `prompt_tokens`, `completion_tokens`, `total_tokens`, and `text`, the
   // whole usage JSON object as sent (for details such as cached tokens).
   YLOKH_EVENT_USAGE = 4,
+  // A piece of the model's refusal to answer (`refusal`): `text`, to be appended like
+  // content. Since 0.2.0.
+  YLOKH_EVENT_REFUSAL = 5,
 } ylokh_event_kind;
 
 // Stops calls from another thread. Opaque. Trigger it from any thread; every call given

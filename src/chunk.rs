@@ -40,12 +40,18 @@ pub enum Event<'a> {
     Content { choice: u32, text: &'a str },
     /// A piece of the model's reasoning (`reasoning_content` or `reasoning`).
     Reasoning { choice: u32, text: &'a str },
-    /// A piece of a tool call: `id` and `name` come in the first delta of a call, the
-    /// `arguments` JSON text arrives in fragments to be concatenated per `index`.
+    /// A piece of the model's refusal to answer (`refusal`), to be concatenated like content.
+    Refusal { choice: u32, text: &'a str },
+    /// A piece of a tool call. The `arguments` JSON text arrives in fragments to be
+    /// concatenated per `index`. Most servers send `id`, `kind` (the call's `type`) and
+    /// `name` only in the first piece of a call, but some (llama-cpp-python, and LiteLLM
+    /// passing it on) repeat them in every piece: keep the first non-empty value of each,
+    /// never concatenate them.
     ToolCall {
         choice: u32,
         index: u32,
         id: Option<&'a str>,
+        kind: Option<&'a str>,
         name: Option<&'a str>,
         arguments: &'a str,
     },
@@ -170,6 +176,8 @@ struct Delta<'a> {
     #[serde(default, borrow)]
     reasoning: Option<Text<'a>>,
     #[serde(default, borrow)]
+    refusal: Option<Text<'a>>,
+    #[serde(default, borrow)]
     tool_calls: Option<Vec<ToolCallDelta<'a>>>,
 }
 
@@ -179,6 +187,8 @@ struct ToolCallDelta<'a> {
     index: Option<u32>,
     #[serde(default, borrow)]
     id: Option<Text<'a>>,
+    #[serde(default, borrow, rename = "type")]
+    kind: Option<Text<'a>>,
     #[serde(default, borrow)]
     function: Option<FunctionDelta<'a>>,
 }
@@ -283,12 +293,19 @@ where
                 text: &text.0,
             })?;
         }
+        if let Some(text) = delta.refusal.as_ref().filter(|t| !t.0.is_empty()) {
+            on_event(Event::Refusal {
+                choice: index,
+                text: &text.0,
+            })?;
+        }
         for (position, call) in delta.tool_calls.iter().flatten().enumerate() {
             let function = call.function.as_ref();
             on_event(Event::ToolCall {
                 choice: index,
                 index: call.index.unwrap_or(position as u32),
                 id: call.id.as_ref().map(|t| &*t.0),
+                kind: call.kind.as_ref().map(|t| &*t.0),
                 name: function.and_then(|f| f.name.as_ref()).map(|t| &*t.0),
                 arguments: function
                     .and_then(|f| f.arguments.as_ref())
@@ -587,10 +604,14 @@ mod tests {
             proptest::option::of(opt_str.clone()),
             proptest::option::of(proptest::collection::vec(tool, 0..3)),
             proptest::option::of(json_value()),
+            proptest::option::of(opt_str.clone()),
             any::<bool>(),
         )
-            .prop_map(|(content, rc, r, tools, extra, flip)| {
+            .prop_map(|(content, rc, r, tools, extra, refusal, flip)| {
                 let mut m = Vec::new();
+                if let Some(x) = refusal {
+                    m.push(format!("\"refusal\":{x}"));
+                }
                 if let Some(x) = extra {
                     m.push(format!("\"role\":{x}"));
                 }
@@ -789,7 +810,7 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                r#"ToolCall { choice: 0, index: 0, id: Some("call_1"), name: Some("get"), arguments: "{\"a\"" }"#
+                r#"ToolCall { choice: 0, index: 0, id: Some("call_1"), kind: Some("function"), name: Some("get"), arguments: "{\"a\"" }"#
             ]
         );
         let got = events(r#"{"choices":[{"index":0,"delta":{},"finish_reason":"length"}],"usage":{"prompt_tokens":3,"completion_tokens":5,"total_tokens":8}}"#).unwrap();

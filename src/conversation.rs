@@ -6,23 +6,16 @@ use std::ops::ControlFlow;
 use serde_json::{json, Map, Value};
 
 use crate::cancel::CancelToken;
-use crate::chunk::{Event, ANSWER_CHOICE};
+use crate::chunk::Event;
 use crate::client::Client;
 use crate::error::Error;
+use crate::message::Message;
 use crate::request::{self, ChatRequest};
 
 /// An ordered list of chat messages (`{"role": ..., "content": ...}` objects).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Conversation {
     messages: Vec<Value>,
-}
-
-/// A tool call being put together from its deltas.
-#[derive(Default)]
-struct ToolCall {
-    id: String,
-    name: String,
-    arguments: String,
 }
 
 impl Conversation {
@@ -77,7 +70,8 @@ impl Conversation {
     }
 
     /// Sends every message, reports the reply's events like [`Client::chat`], and on
-    /// success appends the assistant's reply (its text, and its tool calls if any).
+    /// success appends the assistant's reply as [`Message::to_history`] makes it (its text,
+    /// its refusal and its tool calls, if any).
     pub fn chat(
         &mut self,
         client: &Client,
@@ -87,56 +81,12 @@ impl Conversation {
         on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
     ) -> Result<(), Error> {
         let request = ChatRequest::new(model, &self.messages, options);
-        let mut content = String::new();
-        let mut calls: Vec<ToolCall> = Vec::new();
+        let mut reply = Message::new();
         client.chat_with_cancel(&request, cancel, &mut |event| {
-            match event {
-                Event::Content {
-                    choice: ANSWER_CHOICE,
-                    text,
-                } => content.push_str(text),
-                Event::ToolCall {
-                    choice: ANSWER_CHOICE,
-                    index,
-                    id,
-                    name,
-                    arguments,
-                } => {
-                    let index = index as usize;
-                    if calls.len() <= index && index < 1024 {
-                        calls.resize_with(index + 1, ToolCall::default);
-                    }
-                    if let Some(call) = calls.get_mut(index) {
-                        call.id.push_str(id.unwrap_or(""));
-                        call.name.push_str(name.unwrap_or(""));
-                        call.arguments.push_str(arguments);
-                    }
-                }
-                _ => {}
-            }
+            reply.apply(&event);
             on_event(event)
         })?;
-        let mut reply = Map::new();
-        reply.insert("role".into(), Value::from("assistant"));
-        if calls.is_empty() {
-            reply.insert("content".into(), Value::from(content));
-        } else {
-            let content = if content.is_empty() {
-                Value::Null
-            } else {
-                Value::from(content)
-            };
-            reply.insert("content".into(), content);
-            let calls = calls
-                .into_iter()
-                .map(|c| {
-                    json!({"id": c.id, "type": "function",
-                                "function": {"name": c.name, "arguments": c.arguments}})
-                })
-                .collect();
-            reply.insert("tool_calls".into(), Value::Array(calls));
-        }
-        self.messages.push(Value::Object(reply));
+        self.messages.push(reply.to_history());
         Ok(())
     }
 }

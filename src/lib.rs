@@ -24,6 +24,7 @@ mod client;
 mod conversation;
 mod error;
 pub mod ffi;
+mod message;
 mod reply;
 mod request;
 mod settings;
@@ -35,6 +36,7 @@ pub use chunk::{Event, Usage};
 pub use client::Client;
 pub use conversation::Conversation;
 pub use error::{Error, ErrorKind};
+pub use message::{Message, ToolCall};
 pub use request::{parse_messages, parse_options, ChatRequest, DEFAULT_MODEL};
 pub use settings::{
     Logger, Settings, Trust, DEFAULT_BASE_URL, DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_RETRIES,

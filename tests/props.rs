@@ -155,6 +155,7 @@ impl Got {
                 id,
                 name,
                 arguments,
+                ..
             } => Got::Tool {
                 index,
                 id: id.map(str::to_owned),

@@ -11,7 +11,8 @@ use ylokh::{Error, ErrorKind, Event};
 pub enum Owned {
     Content(u32, String),
     Reasoning(u32, String),
-    Tool(u32, u32, Option<String>, Option<String>, String),
+    Refusal(u32, String),
+    Tool(u32, u32, Option<String>, Option<String>, Option<String>, String),
     Finish(u32, String),
     Usage(u64, u64, u64, String),
     Other(String),
@@ -28,13 +29,22 @@ impl Owned {
         match event {
             Event::Content { choice, text } => Owned::Content(choice, own(text)),
             Event::Reasoning { choice, text } => Owned::Reasoning(choice, own(text)),
+            Event::Refusal { choice, text } => Owned::Refusal(choice, own(text)),
             Event::ToolCall {
                 choice,
                 index,
                 id,
+                kind,
                 name,
                 arguments,
-            } => Owned::Tool(choice, index, id.map(own), name.map(own), own(arguments)),
+            } => Owned::Tool(
+                choice,
+                index,
+                id.map(own),
+                kind.map(own),
+                name.map(own),
+                own(arguments),
+            ),
             Event::Finish { choice, reason } => Owned::Finish(choice, own(reason)),
             Event::Usage(u) => Owned::Usage(
                 u.prompt_tokens,

@@ -35,6 +35,7 @@ struct Delta {
     content: Option<Str>,
     reasoning_content: Option<Str>,
     reasoning: Option<Str>,
+    refusal: Option<Str>,
     /// Where its tool-call pieces are in [`Choice::tools`]: start and count.
     tool_calls: (usize, usize),
 }
@@ -43,6 +44,7 @@ struct Delta {
 struct ToolCall {
     index: Option<u32>,
     id: Option<Str>,
+    kind: Option<Str>,
     name: Option<Str>,
     arguments: Option<Str>,
 }
@@ -246,7 +248,10 @@ fn content_only(c: &Choice) -> bool {
         && c.finish_reason.is_none()
         && c.tools_len == 0
         && c.delta.is_some_and(|d| {
-            d.content.is_some() && d.reasoning_content.is_none() && d.reasoning.is_none()
+            d.content.is_some()
+                && d.reasoning_content.is_none()
+                && d.reasoning.is_none()
+                && d.refusal.is_none()
         })
 }
 
@@ -295,11 +300,18 @@ where
                 text,
             })?;
         }
+        if let Some(text) = delta.refusal.map(get).filter(|t| !t.is_empty()) {
+            on_event(Event::Refusal {
+                choice: index,
+                text,
+            })?;
+        }
         for (position, call) in tools.iter().enumerate() {
             on_event(Event::ToolCall {
                 choice: index,
                 index: call.index.unwrap_or(position as u32),
                 id: call.id.map(get),
+                kind: call.kind.map(get),
                 name: call.name.map(get),
                 arguments: call.arguments.map_or("", get),
             })?;
@@ -581,6 +593,10 @@ impl<'a> Parser<'a> {
                     first(&mut seen, 4)?;
                     d.reasoning = self.opt_string()?;
                 }
+                b"refusal" => {
+                    first(&mut seen, 16)?;
+                    d.refusal = self.opt_string()?;
+                }
                 b"tool_calls" => {
                     first(&mut seen, 8)?;
                     if !self.null() {
@@ -633,6 +649,10 @@ impl<'a> Parser<'a> {
                 b"id" => {
                     first(&mut seen, 2)?;
                     t.id = self.opt_string()?;
+                }
+                b"type" => {
+                    first(&mut seen, 8)?;
+                    t.kind = self.opt_string()?;
                 }
                 b"function" => {
                     first(&mut seen, 4)?;

@@ -38,14 +38,20 @@ pub enum ylokh_event_kind {
     YLOKH_EVENT_CONTENT = 0,
     /// A piece of the model's reasoning (`reasoning_content` or `reasoning`): `text`.
     YLOKH_EVENT_REASONING = 1,
-    /// A piece of a tool call: `tool_index`, `tool_id` and `tool_name` (in the first piece of
-    /// a call, else NULL), and `text`, a fragment of the arguments JSON to append.
+    /// A piece of a tool call: `tool_index`, `tool_id` and `tool_name` (NULL when the piece
+    /// has none), and `text`, a fragment of the arguments JSON to append. Most servers send
+    /// the id and name only in a call's first piece; some (llama-cpp-python, LiteLLM passing
+    /// it on) repeat them in every piece: keep the first non-empty id and name, never
+    /// concatenate them.
     YLOKH_EVENT_TOOL_CALL = 2,
     /// A choice finished: `text` is the reason ("stop", "length", "tool_calls", ...).
     YLOKH_EVENT_FINISH = 3,
     /// Token counts: `prompt_tokens`, `completion_tokens`, `total_tokens`, and `text`, the
     /// whole usage JSON object as sent (for details such as cached tokens).
     YLOKH_EVENT_USAGE = 4,
+    /// A piece of the model's refusal to answer (`refusal`): `text`, to be appended like
+    /// content. Since 0.2.0.
+    YLOKH_EVENT_REFUSAL = 5,
 }
 
 /// One event of a reply. Every pointer is borrowed for the duration of the callback; every
@@ -147,6 +153,11 @@ impl Callbacks {
                 c.choice = choice;
                 text
             }
+            Event::Refusal { choice, text } => {
+                c.kind = ylokh_event_kind::YLOKH_EVENT_REFUSAL;
+                c.choice = choice;
+                text
+            }
             Event::Finish { choice, reason } => {
                 c.kind = ylokh_event_kind::YLOKH_EVENT_FINISH;
                 c.choice = choice;
@@ -165,6 +176,7 @@ impl Callbacks {
                 id,
                 name,
                 arguments,
+                ..
             } => {
                 c.kind = ylokh_event_kind::YLOKH_EVENT_TOOL_CALL;
                 c.choice = choice;

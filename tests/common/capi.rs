@@ -242,3 +242,72 @@ impl CClient {
         (status, events, error)
     }
 }
+
+/// Takes a string the library handed out, and frees it.
+pub fn take_string(ptr: *mut c_char, len: usize) -> String {
+    assert!(!ptr.is_null());
+    // SAFETY: the library handed out len bytes and a NUL at ptr.
+    let bytes = unsafe { std::slice::from_raw_parts(ptr.cast::<u8>(), len) }.to_vec();
+    // SAFETY: handed out by the library, freed once.
+    unsafe { ylokh_string_free(ptr) };
+    String::from_utf8(bytes).expect("library strings are UTF-8")
+}
+
+/// A conversation handle, freed on drop.
+pub struct CConversation(pub *mut ylokh_conversation);
+
+impl Drop for CConversation {
+    fn drop(&mut self) {
+        // SAFETY: made by ylokh_conversation_new, freed once.
+        unsafe { ylokh_conversation_free(self.0) }
+    }
+}
+
+impl CConversation {
+    pub fn new() -> CConversation {
+        let c = CConversation(ylokh_conversation_new());
+        assert!(!c.0.is_null());
+        c
+    }
+
+    pub fn add(&self, role: &str, content: &str) {
+        let (role, content) = (cstring(role), cstring(content));
+        // SAFETY: live conversation, NUL-terminated strings.
+        let status = unsafe { ylokh_conversation_add(self.0, role.as_ptr(), content.as_ptr()) };
+        assert_eq!(status, YLOKH_OK, "{}", last_error());
+    }
+
+    /// The messages, parsed.
+    pub fn messages(&self) -> serde_json::Value {
+        let (mut out, mut len) = (ptr::null_mut(), 0);
+        // SAFETY: live conversation, writable outputs.
+        let status = unsafe { ylokh_conversation_to_json(self.0, &mut out, &mut len) };
+        assert_eq!(status, YLOKH_OK, "{}", last_error());
+        serde_json::from_str(&take_string(out, len)).expect("conversation JSON")
+    }
+
+    /// One turn with `ylokh_chat_ex`, every event collected.
+    pub fn chat(
+        &self,
+        client: &CClient,
+        options: Option<&str>,
+    ) -> (c_int, Vec<OwnedEvent>, String) {
+        let options = options.map(cstring);
+        let mut events: Vec<OwnedEvent> = Vec::new();
+        let request = ylokh_request {
+            options_json: options.as_ref().map_or(ptr::null(), |o| o.as_ptr()),
+            conversation: self.0,
+            on_event: Some(collect_event),
+            userdata: (&mut events as *mut Vec<OwnedEvent>).cast(),
+            ..ylokh_request::default()
+        };
+        // SAFETY: live client and conversation; the request's pointers outlive the call.
+        let status = unsafe { ylokh_chat_ex(client.0, &request) };
+        let error = if status == YLOKH_OK {
+            String::new()
+        } else {
+            last_error()
+        };
+        (status, events, error)
+    }
+}
