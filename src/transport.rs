@@ -43,6 +43,12 @@ impl fmt::Display for Cancelled {
 
 impl std::error::Error for Cancelled {}
 
+// Why thread-locals and not the call's own state: ureq 3.5.1's transport API hands a
+// connector only the connection's details (URI, addresses, config, timeout) and a transport
+// only the timeout of each wait; nothing of the call reaches them (no request extensions or
+// user data), and a pooled transport outlives the call that opened it. ureq does every read
+// and write of a call on the calling thread, so the thread carries the call's state, set
+// and cleared by CallGuard.
 thread_local! {
     static IN_CALL: Cell<bool> = const { Cell::new(false) };
     static CANCEL: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };
