@@ -50,14 +50,21 @@ fn main() {
     }
     println!("cargo:rustc-env=YLOKH_GENERATED_HEADER={}", out.display());
 
-    // The shared library's SONAME, libylokh.so.MAJOR (libylokh.so.0 while the ABI is 0.x),
-    // for installed copies: `make install` builds with YLOKH_SONAME=1 in a target directory
-    // of its own. Not set by default, because a program linked against a library with a
-    // SONAME asks the loader for libylokh.so.0, which only an install creates: the test
-    // programs and examples linked against target/ with an rpath would no longer start.
+    // The shared library's SONAME follows the ABI: libylokh.so.0.MINOR while the version is
+    // 0.x (a 0.x minor release may break the ABI), libylokh.so.MAJOR from 1.0 on (the
+    // README's "ABI policy"). For installed copies only: `make install` builds with
+    // YLOKH_SONAME=1 in a target directory of its own. Not set by default, because a program
+    // linked against a library with a SONAME asks the loader for that name, which only an
+    // install creates: the test programs and examples linked against target/ with an rpath
+    // would no longer start.
     println!("cargo:rerun-if-env-changed=YLOKH_SONAME");
     let soname_wanted = env::var("YLOKH_SONAME").is_ok_and(|v| !v.is_empty() && v != "0");
     if soname_wanted && env::var("CARGO_CFG_TARGET_OS").as_deref() == Ok("linux") {
-        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libylokh.so.{major}");
+        let abi = if major == 0 {
+            format!("{major}.{minor}")
+        } else {
+            major.to_string()
+        };
+        println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libylokh.so.{abi}");
     }
 }

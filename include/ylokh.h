@@ -32,10 +32,6 @@
 #define YLOKH_VERSION_NUMBER 100
 
 
-// Most distinct tool calls kept for one message; pieces of further calls are dropped, so a
-// hostile stream of ever-new indices cannot grow the message without bound.
-#define MAX_TOOL_CALLS 1024
-
 // What a `ylokh_event` reports.
 typedef enum ylokh_event_kind {
   // A piece of the answer: `text`.

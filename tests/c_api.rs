@@ -157,6 +157,8 @@ fn program(name: &str) -> PathBuf {
         "test_soak_sanitized" => ("tests/c/test_soak.c".to_owned(), Link::Sanitized),
         "test_basic_static" => ("tests/c/test_basic.c".to_owned(), Link::Static),
         "chat" | "multiturn" | "cancel" => (format!("examples-c/{name}.c"), Link::Shared),
+        // The reference's examples (docs/examples/, one per group of functions).
+        doc if doc.starts_with("doc_") => (format!("docs/examples/{}.c", &doc[4..]), Link::Shared),
         _ => panic!("unknown C program {name}"),
     };
     static BUILT: OnceLock<Mutex<HashMap<String, Result<PathBuf, String>>>> = OnceLock::new();
@@ -1498,6 +1500,103 @@ fn thousand_mixed_calls_under_address_and_undefined_sanitizers() {
     assert_eq!(out.code(), Some(0), "{}", out.show());
     assert!(
         out.stdout.contains(&format!("CALLS {calls}")),
+        "{}",
+        out.show()
+    );
+}
+
+// ---------------------------------------------------------------------------
+// The reference's examples (docs/examples/): they compile and do what they say
+// ---------------------------------------------------------------------------
+
+/// Runs `docs/examples/<name>.c` with the server's base URL as its argument.
+fn run_doc_example(name: &str, server: &Server) -> Outcome {
+    let mut cmd = command(&format!("doc_{name}"));
+    cmd.arg(server.base_url());
+    run_bounded(cmd, None, RUN_LIMIT)
+}
+
+#[test]
+fn doc_example_client_sets_up_a_client_and_chats() {
+    let server = Server::always(stream_of(&["Hel", "lo"]));
+    let out = run_doc_example("client", &server);
+    assert!(out.ok() && out.stdout == "Hello\n", "{}", out.show());
+    assert_eq!(
+        server.requests()[0].header("x-request-source"),
+        Some("docs-example")
+    );
+}
+
+#[test]
+fn doc_example_chat_streams_then_gets_the_whole_text() {
+    let server = Server::always(stream_of(&["Hel", "lo"]));
+    let out = run_doc_example("chat", &server);
+    assert!(out.ok(), "{}", out.show());
+    assert_eq!(
+        out.stdout,
+        "Hello\n(2 tokens)\nwhole: Hello\n",
+        "{}",
+        out.show()
+    );
+    assert_eq!(server.requests().len(), 2);
+}
+
+#[test]
+fn doc_example_conversation_appends_the_reply() {
+    let server = Server::always(stream_of(&["Hel", "lo"]));
+    let out = run_doc_example("conversation", &server);
+    assert!(out.ok(), "{}", out.show());
+    let json = out
+        .stdout
+        .strip_prefix("Hello\n3 messages: ")
+        .unwrap_or_else(|| panic!("{}", out.show()));
+    assert_eq!(
+        serde_json::from_str::<Value>(json).unwrap(),
+        json!([
+            {"role": "system", "content": "Answer in one word."},
+            {"role": "user", "content": "Say hello"},
+            {"role": "assistant", "content": "Hello"}
+        ])
+    );
+}
+
+#[test]
+fn doc_example_cancel_stops_a_silent_server() {
+    let server = Server::always(Script::stall());
+    let out = run_doc_example("cancel", &server);
+    assert!(out.ok() && out.stdout == "\naborted\n", "{}", out.show());
+    assert!(out.elapsed < Duration::from_secs(10), "{}", out.show());
+}
+
+#[test]
+fn doc_example_memory_hands_out_and_frees_a_string() {
+    let out = run_bounded(command("doc_memory"), None, RUN_LIMIT);
+    assert!(out.ok(), "{}", out.show());
+    let (len, json) = out
+        .stdout
+        .trim_end()
+        .split_once(" bytes: ")
+        .unwrap_or_else(|| panic!("{}", out.show()));
+    assert_eq!(len.parse::<usize>().unwrap(), json.len());
+    assert_eq!(
+        serde_json::from_str::<Value>(json).unwrap(),
+        json!([{"role": "user", "content": "Hi"}])
+    );
+}
+
+#[test]
+fn doc_example_errors_reports_the_http_status_and_message() {
+    let server = Server::always(Script::json(
+        404,
+        &error_json(
+            "The model `no-such-model` does not exist",
+            "invalid_request_error",
+        ),
+    ));
+    let out = run_doc_example("errors", &server);
+    assert!(out.ok(), "{}", out.show());
+    assert!(
+        out.stdout.starts_with("HTTP 404: ") && out.stdout.contains("does not exist"),
         "{}",
         out.show()
     );
