@@ -86,8 +86,9 @@ pub unsafe extern "C" fn ylokh_client_set_base_url(
     client: *mut ylokh_client,
     base_url: *const c_char,
 ) -> ylokh_status {
-    // SAFETY: this function's contract gives `client` NULL or live and `base_url` NULL or NUL-terminated,
-    // which is what with_client and the string readers require; nothing is kept after return.
+    // SAFETY: this function's contract gives `client` NULL or live and `base_url` NULL or
+    // NUL-terminated, which is what with_client and the string readers require; nothing is kept
+    // after return.
     unsafe {
         with_client(client, |c| {
             let url = req_str(base_url, "base_url")?;
@@ -107,8 +108,9 @@ pub unsafe extern "C" fn ylokh_client_set_api_key(
     client: *mut ylokh_client,
     api_key: *const c_char,
 ) -> ylokh_status {
-    // SAFETY: this function's contract gives `client` NULL or live and `api_key` NULL or NUL-terminated,
-    // which is what with_client and the string readers require; nothing is kept after return.
+    // SAFETY: this function's contract gives `client` NULL or live and `api_key` NULL or
+    // NUL-terminated, which is what with_client and the string readers require; nothing is kept
+    // after return.
     unsafe {
         with_client(client, |c| {
             c.set_api_key(opt_str(api_key, "api_key")?);
@@ -130,8 +132,9 @@ pub unsafe extern "C" fn ylokh_client_set_proxy(
     client: *mut ylokh_client,
     proxy_url: *const c_char,
 ) -> ylokh_status {
-    // SAFETY: this function's contract gives `client` NULL or live and `proxy_url` NULL or NUL-terminated,
-    // which is what with_client and the string readers require; nothing is kept after return.
+    // SAFETY: this function's contract gives `client` NULL or live and `proxy_url` NULL or
+    // NUL-terminated, which is what with_client and the string readers require; nothing is kept
+    // after return.
     unsafe { with_client(client, |c| c.set_proxy(opt_str(proxy_url, "proxy_url")?)) }
 }
 
@@ -213,8 +216,9 @@ pub unsafe extern "C" fn ylokh_client_set_header(
     name: *const c_char,
     value: *const c_char,
 ) -> ylokh_status {
-    // SAFETY: this function's contract gives `client` NULL or live and `name` and `value` NULL or NUL-terminated,
-    // which is what with_client and the string readers require; nothing is kept after return.
+    // SAFETY: this function's contract gives `client` NULL or live and `name` and `value` NULL or
+    // NUL-terminated, which is what with_client and the string readers require; nothing is kept
+    // after return.
     unsafe {
         with_client(client, |c| {
             c.set_header(req_str(name, "name")?, opt_str(value, "value")?)
@@ -290,8 +294,9 @@ pub unsafe extern "C" fn ylokh_client_set_ca_file(
     client: *mut ylokh_client,
     pem_path: *const c_char,
 ) -> ylokh_status {
-    // SAFETY: this function's contract gives `client` NULL or live and `pem_path` NULL or NUL-terminated,
-    // which is what with_client and the string readers require; nothing is kept after return.
+    // SAFETY: this function's contract gives `client` NULL or live and `pem_path` NULL or
+    // NUL-terminated, which is what with_client and the string readers require; nothing is kept
+    // after return.
     unsafe {
         with_client(client, |c| {
             let trust = match opt_str(pem_path, "pem_path")? {
