@@ -127,7 +127,8 @@ typedef struct ylokh_event {
   // YLOKH_EVENT_TOOL_CALL: the function's name, or NULL when this piece has none.
   const char *tool_name;
   size_t tool_name_len;
-  // YLOKH_EVENT_USAGE: the counts as reported.
+  // YLOKH_EVENT_USAGE: the counts as reported; 0 when missing or not a whole number
+  // (`text` has the usage JSON as sent).
   uint64_t prompt_tokens;
   uint64_t completion_tokens;
   uint64_t total_tokens;
@@ -229,6 +230,17 @@ const char *ylokh_version(void);
 
 // The provider's facts: a pointer to static data, never NULL, never freed. Since 0.1.0.
 const struct ylokh_provider_info *ylokh_provider(void);
+
+// Why the reply of the last chat call on the calling thread ended: the `finish_reason` of
+// its choice 0 ("stop", "length", "tool_calls", "content_filter", ...), or "" when that
+// call failed or the server sent no finish reason. Some servers end a reply with `[DONE]`
+// and no reason (llama-cpp-python, for requests it cut short): the call still returns
+// `YLOKH_OK`, and only this tells such a reply from one that stopped normally.
+//
+// Returns a NUL-terminated string owned by the library, valid until the next chat call on
+// the same thread; never NULL. Set by every chat function, `ylokh_chat_text` included.
+// Thread-local. Since 0.2.0.
+const char *ylokh_last_finish_reason(void);
 
 // Sends a chat request and streams the reply's text to `on_token` as it arrives.
 //

@@ -21,7 +21,9 @@ use serde_json::Value;
 
 use crate::error::{Error, ErrorKind};
 
-/// Token counts of a reply, as the server reported them.
+/// Token counts of a reply, as the server reported them. Usage is informational: a count
+/// that is missing or not a whole number from 0 to 2^64-1 (null, 1.5, -1, 1e999, "12") is
+/// 0, and `json` keeps what was sent; it never fails a reply.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Usage<'a> {
     pub prompt_tokens: u64,
@@ -106,6 +108,36 @@ impl<'de: 'a, 'a> Deserialize<'de> for Text<'a> {
     }
 }
 
+/// A piece of streamed text (content, reasoning, refusal, arguments) as serde_json's bytes:
+/// UTF-8 but for lone surrogates from `\u` escapes, which [`halves`] resolves.
+#[derive(Debug)]
+struct Piece<'a>(Cow<'a, [u8]>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Piece<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct PieceVisitor;
+        impl<'de> Visitor<'de> for PieceVisitor {
+            type Value = Piece<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_bytes<E: de::Error>(self, v: &'de [u8]) -> Result<Self::Value, E> {
+                Ok(Piece(Cow::Borrowed(v)))
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Self::Value, E> {
+                Ok(Piece(Cow::Owned(v.to_vec())))
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Piece(Cow::Borrowed(v.as_bytes())))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Piece(Cow::Owned(v.as_bytes().to_vec())))
+            }
+        }
+        d.deserialize_bytes(PieceVisitor)
+    }
+}
+
 #[derive(Deserialize)]
 struct Chunk<'a> {
     #[serde(default, borrow)]
@@ -170,13 +202,13 @@ struct Choice<'a> {
 #[derive(Deserialize)]
 struct Delta<'a> {
     #[serde(default, borrow)]
-    content: Option<Text<'a>>,
+    content: Option<Piece<'a>>,
     #[serde(default, borrow)]
-    reasoning_content: Option<Text<'a>>,
+    reasoning_content: Option<Piece<'a>>,
     #[serde(default, borrow)]
-    reasoning: Option<Text<'a>>,
+    reasoning: Option<Piece<'a>>,
     #[serde(default, borrow)]
-    refusal: Option<Text<'a>>,
+    refusal: Option<Piece<'a>>,
     #[serde(default, borrow)]
     tool_calls: Option<Vec<ToolCallDelta<'a>>>,
 }
@@ -198,37 +230,125 @@ struct FunctionDelta<'a> {
     #[serde(default, borrow)]
     name: Option<Text<'a>>,
     #[serde(default, borrow)]
-    arguments: Option<Text<'a>>,
+    arguments: Option<Piece<'a>>,
 }
 
-#[derive(Deserialize)]
-struct UsageCounts {
-    #[serde(default)]
-    prompt_tokens: u64,
-    #[serde(default)]
-    completion_tokens: u64,
-    #[serde(default)]
-    total_tokens: u64,
+/// What one choice of a chunk says. Both parsers report through [`Said::report`], so the
+/// order of a chunk's events is written once: reasoning, content, refusal, tool calls (in
+/// the order sent), finish reason. Empty texts and reasons are not reported.
+pub(crate) struct Said<'s, T> {
+    pub(crate) index: u32,
+    pub(crate) reasoning: Option<&'s str>,
+    pub(crate) content: Option<&'s str>,
+    pub(crate) refusal: Option<&'s str>,
+    /// `Event::ToolCall`s.
+    pub(crate) tools: T,
+    pub(crate) finish: Option<&'s str>,
 }
 
-/// Parses one chunk (a `data:` payload, or a whole non-streaming reply) and reports its
-/// events in order. Returns `Break` as soon as `on_event` does.
-///
-/// Errors: invalid JSON is [`ErrorKind::Protocol`]; an error object in any of the shapes
-/// servers send (`{"error": {...}}`, `{"error": "text"}`, `{"object": "error", ...}`) is
-/// [`ErrorKind::Api`] carrying the server's message.
+impl<'s, T: Iterator<Item = Event<'s>>> Said<'s, T> {
+    pub(crate) fn report<B, F>(self, on_event: &mut F) -> ControlFlow<B>
+    where
+        F: FnMut(Event<'_>) -> ControlFlow<B> + ?Sized,
+    {
+        let choice = self.index;
+        let text = |t: Option<&'s str>| t.filter(|t| !t.is_empty());
+        if let Some(text) = text(self.reasoning) {
+            on_event(Event::Reasoning { choice, text })?;
+        }
+        if let Some(text) = text(self.content) {
+            on_event(Event::Content { choice, text })?;
+        }
+        if let Some(text) = text(self.refusal) {
+            on_event(Event::Refusal { choice, text })?;
+        }
+        for call in self.tools {
+            on_event(call)?;
+        }
+        if let Some(reason) = text(self.finish) {
+            on_event(Event::Finish { choice, reason })?;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// The chunk parser of one reply: each chunk is parsed on its own, but a surrogate pair
+/// split across chunks is joined (see [`halves`]), so the parser lives as long as the reply.
+#[derive(Debug, Default)]
+pub struct Parser {
+    halves: Halves,
+}
+
+impl Parser {
+    pub fn new() -> Parser {
+        Parser::default()
+    }
+
+    /// Parses one chunk (a `data:` payload, or a whole non-streaming reply) and reports its
+    /// events in order. Returns `Break` as soon as `on_event` does.
+    ///
+    /// Errors: invalid JSON or text that is not UTF-8 is [`ErrorKind::Protocol`]; an error
+    /// object in any of the shapes servers send (`{"error": {...}}`, `{"error": "text"}`,
+    /// `{"object": "error", ...}`) is [`ErrorKind::Api`] carrying the server's message.
+    pub fn parse<B, F>(&mut self, data: &[u8], on_event: &mut F) -> Result<ControlFlow<B>, Error>
+    where
+        F: FnMut(Event<'_>) -> ControlFlow<B> + ?Sized,
+    {
+        // A half waiting for its partner needs the general path, which joins it.
+        if self.halves.is_empty() {
+            if let Some(flow) = fast::parse(data, on_event) {
+                return Ok(flow);
+            }
+        }
+        parse_serde(data, &mut self.halves, on_event)
+    }
+
+    /// The reply ended: a surrogate half still waiting for its partner is reported as
+    /// U+FFFD.
+    pub fn finish<B, F>(&mut self, on_event: &mut F) -> ControlFlow<B>
+    where
+        F: FnMut(Event<'_>) -> ControlFlow<B> + ?Sized,
+    {
+        for (choice, field) in self.halves.take_all() {
+            on_event(replacement(choice, field))?;
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+/// Parses a chunk that stands alone (a whole reply): [`Parser::parse`] then
+/// [`Parser::finish`].
 pub fn parse<B, F>(data: &[u8], on_event: &mut F) -> Result<ControlFlow<B>, Error>
 where
     F: FnMut(Event<'_>) -> ControlFlow<B> + ?Sized,
 {
-    match fast::parse(data, on_event) {
-        Some(flow) => Ok(flow),
-        None => parse_with_serde(data, on_event),
+    let mut parser = Parser::new();
+    if let ControlFlow::Break(b) = parser.parse(data, on_event)? {
+        return Ok(ControlFlow::Break(b));
     }
+    Ok(parser.finish(on_event))
+}
+
+/// The general parser alone, on a chunk that stands alone (for tests and fuzzing).
+#[cfg(any(test, feature = "test-hooks"))]
+pub(crate) fn parse_with_serde<B, F>(data: &[u8], on_event: &mut F) -> Result<ControlFlow<B>, Error>
+where
+    F: FnMut(Event<'_>) -> ControlFlow<B> + ?Sized,
+{
+    let mut halves = Halves::default();
+    if let ControlFlow::Break(b) = parse_serde(data, &mut halves, on_event)? {
+        return Ok(ControlFlow::Break(b));
+    }
+    let mut parser = Parser { halves };
+    Ok(parser.finish(on_event))
 }
 
 /// The general parser, for every shape the fast path leaves alone.
-pub(crate) fn parse_with_serde<B, F>(data: &[u8], on_event: &mut F) -> Result<ControlFlow<B>, Error>
+fn parse_serde<B, F>(
+    data: &[u8],
+    halves: &mut Halves,
+    on_event: &mut F,
+) -> Result<ControlFlow<B>, Error>
 where
     F: FnMut(Event<'_>) -> ControlFlow<B> + ?Sized,
 {
@@ -247,82 +367,192 @@ where
         let message = chunk.message.unwrap_or(Value::Null);
         return Err(api_error(&message));
     }
-    for choice in chunk.choices.first.iter().chain(&chunk.choices.rest) {
-        if let ControlFlow::Break(b) = report_choice(choice, on_event) {
+    // Every text is resolved before the first event, so a chunk that is not UTF-8 reports
+    // nothing.
+    // serde_json hands out string bytes unchecked: bytes that are not UTF-8 are lone
+    // surrogates from escapes (resolved by `halves`) only if the raw chunk was UTF-8.
+    let raw_utf8 = std::cell::OnceCell::new();
+    let raw_utf8 = || *raw_utf8.get_or_init(|| std::str::from_utf8(data).is_ok());
+    let choices = chunk.choices.first.iter().chain(&chunk.choices.rest);
+    let resolved = choices
+        .map(|choice| Resolved::of(choice, halves, &raw_utf8))
+        .collect::<Result<Vec<_>, NotUtf8>>()
+        .map_err(|NotUtf8| {
+            Error::protocol(format!(
+                "the server sent invalid JSON (text that is not UTF-8): {}",
+                snippet(data)
+            ))
+        })?;
+    for choice in &resolved {
+        if let ControlFlow::Break(b) = choice.report(on_event) {
             return Ok(ControlFlow::Break(b));
         }
     }
-    if let Some(raw) = chunk.usage {
-        if raw.get() != "null" {
-            let counts: UsageCounts = serde_json::from_str(raw.get()).map_err(|e| {
-                Error::protocol(format!("the server sent an invalid usage object ({e})"))
-            })?;
-            let usage = Usage {
-                prompt_tokens: counts.prompt_tokens,
-                completion_tokens: counts.completion_tokens,
-                total_tokens: counts.total_tokens,
-                json: raw.get(),
-            };
-            if let ControlFlow::Break(b) = on_event(Event::Usage(usage)) {
-                return Ok(ControlFlow::Break(b));
-            }
+    if let Some(raw) = chunk.usage.filter(|raw| raw.get() != "null") {
+        if let ControlFlow::Break(b) = on_event(Event::Usage(Usage::lenient(raw.get()))) {
+            return Ok(ControlFlow::Break(b));
         }
     }
     Ok(ControlFlow::Continue(()))
 }
 
-fn report_choice<B, F>(choice: &Choice<'_>, on_event: &mut F) -> ControlFlow<B>
-where
-    F: FnMut(Event<'_>) -> ControlFlow<B> + ?Sized,
-{
-    let index = choice.index.unwrap_or(0);
-    if let Some(delta) = choice.delta.as_ref().or(choice.message.as_ref()) {
-        let reasoning = delta
-            .reasoning_content
-            .as_ref()
-            .or(delta.reasoning.as_ref());
-        if let Some(text) = reasoning.filter(|t| !t.0.is_empty()) {
-            on_event(Event::Reasoning {
-                choice: index,
-                text: &text.0,
-            })?;
-        }
-        if let Some(text) = delta.content.as_ref().filter(|t| !t.0.is_empty()) {
-            on_event(Event::Content {
-                choice: index,
-                text: &text.0,
-            })?;
-        }
-        if let Some(text) = delta.refusal.as_ref().filter(|t| !t.0.is_empty()) {
-            on_event(Event::Refusal {
-                choice: index,
-                text: &text.0,
-            })?;
-        }
-        for (position, call) in delta.tool_calls.iter().flatten().enumerate() {
+/// One choice of a chunk parsed by serde, its texts resolved through [`Halves`].
+struct Resolved<'a> {
+    index: u32,
+    /// Fields whose waiting half this choice does not continue: each is reported first, as
+    /// U+FFFD.
+    orphans: Vec<Field>,
+    reasoning: Option<Cow<'a, str>>,
+    content: Option<Cow<'a, str>>,
+    refusal: Option<Cow<'a, str>>,
+    tools: Vec<ResolvedTool<'a>>,
+    finish: Option<&'a str>,
+}
+
+struct ResolvedTool<'a> {
+    index: u32,
+    id: Option<&'a str>,
+    kind: Option<&'a str>,
+    name: Option<&'a str>,
+    arguments: Cow<'a, str>,
+}
+
+impl<'a> Resolved<'a> {
+    fn of(
+        choice: &'a Choice<'a>,
+        halves: &mut Halves,
+        raw_utf8: &dyn Fn() -> bool,
+    ) -> Result<Resolved<'a>, NotUtf8> {
+        let index = choice.index.unwrap_or(0);
+        // As in the fast path: `delta`, or else `message`.
+        let delta = choice.delta.as_ref().or(choice.message.as_ref());
+        let reasoning = delta.and_then(|d| d.reasoning_content.as_ref().or(d.reasoning.as_ref()));
+        let content = delta.and_then(|d| d.content.as_ref());
+        let refusal = delta.and_then(|d| d.refusal.as_ref());
+        let calls = delta.and_then(|d| d.tool_calls.as_deref()).unwrap_or(&[]);
+        let call_index = |position: usize, call: &ToolCallDelta| -> u32 {
+            call.index.unwrap_or(position as u32)
+        };
+        let orphans = if halves.is_empty() {
+            Vec::new()
+        } else {
+            halves.orphans(index, |field| match field {
+                Field::Reasoning => reasoning.is_some(),
+                Field::Content => content.is_some(),
+                Field::Refusal => refusal.is_some(),
+                Field::Arguments(i) => calls.iter().enumerate().any(|(p, c)| {
+                    call_index(p, c) == i
+                        && c.function.as_ref().is_some_and(|f| f.arguments.is_some())
+                }),
+            })
+        };
+        let mut text = |field, piece: Option<&'a Piece<'a>>| match piece {
+            Some(piece) if std::str::from_utf8(&piece.0).is_err() && !raw_utf8() => Err(NotUtf8),
+            Some(piece) => halves.text(index, field, &piece.0).map(Some),
+            None => Ok(None),
+        };
+        let reasoning = text(Field::Reasoning, reasoning)?;
+        let content = text(Field::Content, content)?;
+        let refusal = text(Field::Refusal, refusal)?;
+        let mut tools = Vec::with_capacity(calls.len());
+        for (position, call) in calls.iter().enumerate() {
             let function = call.function.as_ref();
-            on_event(Event::ToolCall {
-                choice: index,
-                index: call.index.unwrap_or(position as u32),
+            let index = call_index(position, call);
+            let arguments = function.and_then(|f| f.arguments.as_ref());
+            tools.push(ResolvedTool {
+                index,
                 id: call.id.as_ref().map(|t| &*t.0),
                 kind: call.kind.as_ref().map(|t| &*t.0),
                 name: function.and_then(|f| f.name.as_ref()).map(|t| &*t.0),
-                arguments: function
-                    .and_then(|f| f.arguments.as_ref())
-                    .map_or("", |t| &*t.0),
-            })?;
+                arguments: text(Field::Arguments(index), arguments)?.unwrap_or_default(),
+            });
+        }
+        Ok(Resolved {
+            index,
+            orphans,
+            reasoning,
+            content,
+            refusal,
+            tools,
+            finish: choice.finish_reason.as_ref().map(|t| &*t.0),
+        })
+    }
+
+    fn report<B, F>(&self, on_event: &mut F) -> ControlFlow<B>
+    where
+        F: FnMut(Event<'_>) -> ControlFlow<B> + ?Sized,
+    {
+        for &field in &self.orphans {
+            on_event(replacement(self.index, field))?;
+        }
+        let choice = self.index;
+        Said {
+            index: choice,
+            reasoning: self.reasoning.as_deref(),
+            content: self.content.as_deref(),
+            refusal: self.refusal.as_deref(),
+            tools: self.tools.iter().map(|t| Event::ToolCall {
+                choice,
+                index: t.index,
+                id: t.id,
+                kind: t.kind,
+                name: t.name,
+                arguments: &t.arguments,
+            }),
+            finish: self.finish,
+        }
+        .report(on_event)
+    }
+}
+
+/// The event for a surrogate half that found no partner.
+fn replacement(choice: u32, field: Field) -> Event<'static> {
+    const TEXT: &str = "\u{FFFD}";
+    match field {
+        Field::Reasoning => Event::Reasoning { choice, text: TEXT },
+        Field::Content => Event::Content { choice, text: TEXT },
+        Field::Refusal => Event::Refusal { choice, text: TEXT },
+        Field::Arguments(index) => Event::ToolCall {
+            choice,
+            index,
+            id: None,
+            kind: None,
+            name: None,
+            arguments: TEXT,
+        },
+    }
+}
+
+impl<'a> Usage<'a> {
+    /// Usage is informational: a count that is missing or not a whole number from 0 to
+    /// 2^64-1 (null, 1.5, -1, 1e999, "12", 2^64) is reported as 0, never as a failed
+    /// reply; `json` keeps what was sent.
+    fn lenient(json: &'a str) -> Usage<'a> {
+        #[derive(Deserialize, Default)]
+        struct Counts<'a> {
+            #[serde(default, borrow)]
+            prompt_tokens: Option<&'a RawValue>,
+            #[serde(default, borrow)]
+            completion_tokens: Option<&'a RawValue>,
+            #[serde(default, borrow)]
+            total_tokens: Option<&'a RawValue>,
+        }
+        let counts: Counts = serde_json::from_str(json).unwrap_or_default();
+        // The JSON text of a whole number is its decimal digits: nothing else parses.
+        let count = |raw: Option<&RawValue>| raw.and_then(|r| r.get().parse().ok()).unwrap_or(0);
+        Usage {
+            prompt_tokens: count(counts.prompt_tokens),
+            completion_tokens: count(counts.completion_tokens),
+            total_tokens: count(counts.total_tokens),
+            json,
         }
     }
-    if let Some(reason) = choice.finish_reason.as_ref().filter(|r| !r.0.is_empty()) {
-        on_event(Event::Finish {
-            choice: index,
-            reason: &reason.0,
-        })?;
-    }
-    ControlFlow::Continue(())
 }
 
 pub(crate) mod fast;
+mod halves;
+
+use halves::{Field, Halves, NotUtf8};
 
 /// The message of an error object in any of the shapes servers use.
 pub fn api_error(error: &Value) -> Error {

@@ -15,6 +15,7 @@ use crate::call::Call;
 use crate::cancel::CancelToken;
 use crate::chunk::Event;
 use crate::error::Error;
+use crate::message::Message;
 use crate::request::ChatRequest;
 use crate::settings::{redact, validate_base_url, Logger, Settings, Trust};
 use crate::transport::{self, CallGuard};
@@ -260,12 +261,22 @@ impl Client {
 
     /// The whole answer (choice 0) as one string.
     pub fn chat_text(&self, request: &ChatRequest) -> Result<String, Error> {
-        let mut text = String::new();
-        self.chat_tokens(request, |token| {
-            text.push_str(token);
+        Ok(self.chat_message(request, None)?.content().to_owned())
+    }
+
+    /// The whole reply as the assistant [`Message`] of choice 0: text, reasoning, refusal,
+    /// tool calls, finish reason (`None` when the server sent none) and usage.
+    pub fn chat_message(
+        &self,
+        request: &ChatRequest,
+        cancel: Option<&CancelToken>,
+    ) -> Result<Message, Error> {
+        let mut message = Message::new();
+        self.chat_with_cancel(request, cancel, &mut |event| {
+            message.apply(&event);
             ControlFlow::Continue(())
         })?;
-        Ok(text)
+        Ok(message)
     }
 }
 

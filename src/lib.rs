@@ -29,6 +29,7 @@ mod reply;
 mod request;
 mod settings;
 mod sse;
+mod stream;
 mod transport;
 
 pub use cancel::CancelToken;

@@ -6,7 +6,7 @@ use std::ops::ControlFlow;
 
 use crate::chunk::{self, Event};
 use crate::error::{Error, ErrorKind};
-use crate::sse;
+use crate::stream::{EventStream, Progress};
 use crate::transport;
 
 /// Reads a non-streaming reply (or a JSON error sent in place of a stream).
@@ -30,87 +30,28 @@ pub(crate) fn read_whole_reply(
         ControlFlow::Break(()) => Err(Error::aborted()),
     }
 }
-/// Why the stream loop stopped before the end of the body.
-enum Stop {
-    Done,
-    Aborted,
-    Failed(Error),
-}
-
 /// Bytes read from the socket at a time: a few events' worth without a large stack frame.
 const READ_BUFFER: usize = 16 * 1024;
 
+/// Reads a streaming reply to its end (or to `[DONE]`, then drains what is left so the
+/// connection can be reused).
 pub(crate) fn read_stream(
     mut reader: impl Read,
     limit: usize,
     on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
 ) -> Result<(), Error> {
-    let mut decoder = sse::Decoder::new(limit);
+    let mut stream = EventStream::new(limit);
     let mut buf = vec![0u8; READ_BUFFER];
-    let mut finished = false;
-    let mut handle = |event: &sse::Event<'_>| -> ControlFlow<Stop> {
-        if event.event == b"error" {
-            let text = chunk::error_text_from_body(event.data);
-            return ControlFlow::Break(Stop::Failed(Error::new(
-                ErrorKind::Api,
-                format!("server error: {text}"),
-            )));
-        }
-        if !(event.event.is_empty() || event.event == b"message") {
-            return ControlFlow::Continue(());
-        }
-        let data = event.data.trim_ascii();
-        if data == b"[DONE]" {
-            return ControlFlow::Break(Stop::Done);
-        }
-        if data.is_empty() {
-            return ControlFlow::Continue(());
-        }
-        let mut watch = |e: Event<'_>| {
-            if matches!(e, Event::Finish { .. }) {
-                finished = true;
-            }
-            on_event(e)
-        };
-        match chunk::parse(data, &mut watch) {
-            Ok(ControlFlow::Continue(())) => ControlFlow::Continue(()),
-            Ok(ControlFlow::Break(())) => ControlFlow::Break(Stop::Aborted),
-            Err(e) => ControlFlow::Break(Stop::Failed(e)),
-        }
-    };
-    let too_long = |e: sse::LimitExceeded| {
-        Error::protocol(format!(
-            "the server sent a line or event longer than the limit of {} bytes",
-            e.limit
-        ))
-    };
-    let stop = loop {
+    loop {
         let n = match reader.read(&mut buf) {
-            Ok(0) => match decoder.finish(&mut handle).map_err(too_long)? {
-                ControlFlow::Break(stop) => break stop,
-                ControlFlow::Continue(()) => {
-                    if finished {
-                        return Ok(());
-                    }
-                    return Err(Error::protocol(
-                        "the stream ended before [DONE] and before a finish_reason: the reply is incomplete",
-                    ));
-                }
-            },
+            Ok(0) => return stream.end(on_event),
             Ok(n) => n,
             Err(e) => return Err(map_io_error(e, "reading the stream")),
         };
-        if let ControlFlow::Break(stop) = decoder.feed(&buf[..n], &mut handle).map_err(too_long)? {
-            break stop;
-        }
-    };
-    match stop {
-        Stop::Done => {
+        if stream.feed(&buf[..n], on_event)? == Progress::Done {
             transport::drain(&mut reader, &mut buf);
-            Ok(())
+            return Ok(());
         }
-        Stop::Aborted => Err(Error::aborted()),
-        Stop::Failed(e) => Err(e),
     }
 }
 

@@ -3,8 +3,9 @@
 //! Implements the WHATWG `EventSource` stream parsing rules on raw bytes (no
 //! UTF-8 validation: the payload is handed on as bytes), with a hard memory
 //! bound. Differences from the spec, all deliberate:
-//! - an unterminated last event is dispatched at end of stream
-//!   ([`Decoder::finish`]), because servers end streams that way with errors;
+//! - an unterminated last event is handed to the caller at end of stream
+//!   ([`Decoder::finish`]), which decides what it may mean (the chat stream
+//!   drops it unless it is an error or `[DONE]`: see `stream.rs`);
 //! - [`Event::id`] is the id seen in the event's own block, not the
 //!   persistent "last event ID" (we never reconnect, so nobody needs it);
 //! - `retry` is ignored for the same reason.
@@ -141,13 +142,13 @@ impl Decoder {
         result
     }
 
-    /// End of stream: decode an unterminated last line, then dispatch the
-    /// pending event if it has data.
+    /// End of stream: decode an unterminated last line, then hand the pending
+    /// event, if it has data, to `on_event`.
     ///
-    /// Deliberate deviation from WHATWG, which discards an event not closed by
-    /// a blank line: real servers often end the stream with an error JSON
-    /// without the final blank line (or even the final line end), and that
-    /// message is exactly what the caller needs to see.
+    /// WHATWG discards an event not closed by a blank line; this decoder hands
+    /// it over so the caller can still find an error in it (real servers end
+    /// streams with an error JSON without the final blank line, or even the
+    /// final line end). The caller must not treat it as a complete event.
     ///
     /// On success the decoder is left reset, ready for a new stream.
     pub fn finish<B>(

@@ -994,17 +994,21 @@ fn invalid_utf8_in_any_delivered_field_is_rejected_never_delivered() {
 }
 
 #[test]
-fn json_escapes_of_lone_surrogates_are_rejected_and_pairs_decoded() {
+fn json_escapes_of_lone_surrogates_become_replacement_characters_and_pairs_decoded() {
     let _g = shared();
+    // A half with no partner becomes U+FFFD (issue 9: servers cut text by UTF-16 units;
+    // halves split across chunks are joined, see tests/real_servers.rs). A high half at the
+    // end of a piece waits for the next piece of its field, and is replaced when the
+    // choice's next chunk (here the finish) does not continue it.
     for (escaped, ok) in [
-        (r"\ud83d\ude00", Some("\u{1F600}")),
-        (r"\uD83D\uDE00", Some("\u{1F600}")),
-        (r"a\u00e9\u65e5\u0000b", Some("aé日\u{0}b")),
-        (r"\ud83d", None),
-        (r"\ud83dx", None),
-        (r"\ude00", None),
-        (r"\ud83d\u0041", None),
-        (r"\ud83d\ud83d", None),
+        (r"\ud83d\ude00", Some(&["\u{1F600}"][..])),
+        (r"\uD83D\uDE00", Some(&["\u{1F600}"][..])),
+        (r"a\u00e9\u65e5\u0000b", Some(&["aé日\u{0}b"][..])),
+        (r"\ud83d", Some(&["\u{FFFD}"][..])),
+        (r"\ud83dx", Some(&["\u{FFFD}x"][..])),
+        (r"\ude00", Some(&["\u{FFFD}"][..])),
+        (r"\ud83d\u0041", Some(&["\u{FFFD}A"][..])),
+        (r"\ud83d\ud83d", Some(&["\u{FFFD}", "\u{FFFD}"][..])),
         (r"\u12", None),
         (r"\x41", None),
     ] {
@@ -1015,7 +1019,7 @@ fn json_escapes_of_lone_surrogates_are_rejected_and_pairs_decoded() {
         let server = Server::always(Script::sse(body.as_bytes(), Framing::ContentLength));
         let out = CClient::new(&server.base_url()).chat(None);
         match ok {
-            Some(text) => expect(&out, YLOKH_OK, &["ok", text], escaped),
+            Some(texts) => expect(&out, YLOKH_OK, &[&["ok"][..], texts].concat(), escaped),
             None => expect(&out, YLOKH_E_PROTOCOL, &["ok"], escaped),
         }
     }

@@ -93,3 +93,243 @@ fn refusals_are_events_and_stored_in_conversations() {
     assert_eq!(events[0].kind, ylokh_event_kind::YLOKH_EVENT_REFUSAL);
     assert_eq!(events[0].text, "No.");
 }
+
+fn content_event(content_json: &str) -> String {
+    delta_event(&format!("{{\"content\":{content_json}}}"), "null")
+}
+
+fn last_finish_reason() -> String {
+    // SAFETY: a NUL-terminated string owned by the library, read before the next call.
+    unsafe { std::ffi::CStr::from_ptr(ylokh_last_finish_reason()) }
+        .to_string_lossy()
+        .into_owned()
+}
+
+#[test]
+fn a_surrogate_pair_split_across_chunks_is_joined() {
+    // Servers that cut text by UTF-16 units send the two halves in two chunks.
+    let body = [
+        content_event(r#""Hiya\ud83d""#),
+        content_event(r#""\ude00 ok""#),
+        delta_event("{}", "\"stop\""),
+        DONE.to_owned(),
+    ]
+    .concat();
+    let body = body.as_bytes();
+    let server = Server::start({
+        let body = body.to_vec();
+        move |req| {
+            let cut: usize = req.header("x-cut").unwrap().parse().unwrap();
+            Script::sse(&body, Framing::Chunked(vec![cut])).with_keep_alive(true)
+        }
+    });
+    let client = CClient::new(&server.base_url());
+    for cut in (1..body.len()).step_by(7).chain([body.len() / 2]) {
+        assert_eq!(client.set_header("X-Cut", Some(&cut.to_string())), YLOKH_OK);
+        let out = client.chat(None);
+        out.ok(); // every token valid UTF-8, NUL-terminated, non-empty
+        assert_eq!(out.text(), "Hiya\u{1F600} ok", "cut at {cut}");
+    }
+    // A half that never finds its partner becomes U+FFFD, nothing else is lost: at the end
+    // of the reply, before another field of the choice, or when the next piece of the
+    // field does not start with the low half.
+    for (pieces, want) in [
+        (&[r#""a\ud83d""#][..], "a\u{FFFD}"),
+        (&[r#""a\ud83d""#, r#""b""#][..], "a\u{FFFD}b"),
+        (&[r#""\ude00a""#][..], "\u{FFFD}a"),
+        (
+            &[r#""a\ud83d\ud83d""#, r#""\ude00""#][..],
+            "a\u{FFFD}\u{1F600}",
+        ),
+    ] {
+        let mut body: String = pieces.iter().map(|p| content_event(p)).collect();
+        body.push_str(DONE);
+        let server = Server::always(Script::sse(body.as_bytes(), Framing::ContentLength));
+        let out = CClient::new(&server.base_url()).chat(None);
+        out.ok();
+        assert_eq!(out.text(), want, "{pieces:?}");
+    }
+    let body = [
+        content_event(r#""x\ud83d""#),
+        delta_event(r#"{"reasoning_content":"r"}"#, "null"),
+        DONE.to_owned(),
+    ]
+    .concat();
+    let server = Server::always(Script::sse(body.as_bytes(), Framing::ContentLength));
+    let (status, events, error) = CClient::new(&server.base_url()).events(None);
+    assert_eq!(status, YLOKH_OK, "{error}");
+    let got: Vec<_> = events.iter().map(|e| (e.kind, e.text.as_str())).collect();
+    use ylokh_event_kind::*;
+    assert_eq!(
+        got,
+        [
+            (YLOKH_EVENT_CONTENT, "x"),
+            (YLOKH_EVENT_CONTENT, "\u{FFFD}"),
+            (YLOKH_EVENT_REASONING, "r")
+        ]
+    );
+}
+
+#[test]
+fn done_under_an_event_name_ends_the_reply_and_named_events_carry_chunks() {
+    // go-openai's fixtures: `event: done` then `data: [DONE]`. No finish_reason came, so
+    // the reply is complete only if that [DONE] counts.
+    let body = format!(
+        "{}event: ping\ndata: 2026-12-02 05:00:00.000000\n\n\
+         event: completion\n{}event: done\ndata: [DONE]\n\n",
+        content_event("\"a\""),
+        content_event("\"b\""),
+    );
+    let server = Server::always(Script::sse(body.as_bytes(), Framing::ChunkedEvery(9)));
+    let out = CClient::new(&server.base_url()).chat(None);
+    out.ok();
+    assert_eq!(out.text(), "ab");
+    // An error object under a name is the server's error, as openai-python reads it.
+    let body = format!(
+        "{}event: chunk\ndata: {{\"error\":{{\"message\":\"overloaded\"}}}}\n\n",
+        content_event("\"a\"")
+    );
+    let server = Server::always(Script::sse(body.as_bytes(), Framing::ContentLength));
+    let out = CClient::new(&server.base_url()).chat(None);
+    assert_eq!(out.status, YLOKH_E_API);
+    assert!(out.error.contains("overloaded"), "{}", out.error);
+}
+
+#[test]
+fn an_unterminated_last_event_is_dropped_unless_it_is_an_error() {
+    // WHATWG and the SSE peers drop an event not closed by a blank line.
+    let complete = [content_event("\"a\""), delta_event("{}", "\"stop\"")].concat();
+    for tail in [
+        "data: {\"choices\":[{\"delta\":{\"content\":\"tail\"}}]}\n",
+        "data: {\"choices\":[{\"delta\":{\"content\":\"tail\"}}]}",
+    ] {
+        let body = format!("{complete}{tail}");
+        let server = Server::always(Script::sse(body.as_bytes(), Framing::ContentLength));
+        let out = CClient::new(&server.base_url()).chat(None);
+        out.ok();
+        assert_eq!(out.text(), "a", "{tail:?}");
+    }
+    // An error object still reaches the caller: servers end streams that way.
+    let body = format!(
+        "{}data: {{\"error\":{{\"message\":\"context overflow\"}}}}",
+        content_event("\"a\"")
+    );
+    let server = Server::always(Script::sse(body.as_bytes(), Framing::ContentLength));
+    let out = CClient::new(&server.base_url()).chat(None);
+    assert_eq!(out.status, YLOKH_E_API, "{}", out.error);
+    assert!(out.error.contains("context overflow"), "{}", out.error);
+    assert_eq!(out.text(), "a");
+    // And an unterminated [DONE] still ends the reply.
+    let body = format!("{}data: [DONE]", content_event("\"a\""));
+    let server = Server::always(Script::sse(body.as_bytes(), Framing::ContentLength));
+    CClient::new(&server.base_url()).chat(None).ok();
+}
+
+#[test]
+fn a_malformed_usage_object_still_delivers_the_reply() {
+    for count in [
+        "null",
+        "1.5",
+        "-1",
+        "1e999",
+        "\"12\"",
+        "18446744073709551616",
+        "{}",
+    ] {
+        let usage =
+            format!("{{\"prompt_tokens\":{count},\"completion_tokens\":5,\"total_tokens\":8}}");
+        let body = [
+            content_event("\"Hi\""),
+            delta_event("{}", "\"stop\""),
+            format!("data: {{\"choices\":[],\"usage\":{usage}}}\n\n"),
+            DONE.to_owned(),
+        ]
+        .concat();
+        let server = Server::always(Script::sse(body.as_bytes(), Framing::ContentLength));
+        let client = CClient::new(&server.base_url());
+        let (status, events, error) = client.events(None);
+        assert_eq!(status, YLOKH_OK, "{count}: {error}");
+        let last = events.last().unwrap();
+        assert_eq!(last.kind, ylokh_event_kind::YLOKH_EVENT_USAGE, "{count}");
+        assert_eq!(last.counts, [0, 5, 8], "{count}: what parses is reported");
+        assert_eq!(last.text, usage, "{count}: the raw JSON is kept");
+        // The whole-reply call returns the text.
+        let messages = cstring(USER_HI);
+        let (mut text, mut len) = (std::ptr::null_mut(), 0);
+        // SAFETY: live client, NUL-terminated strings, writable outputs.
+        let status = unsafe {
+            ylokh_chat_text(
+                client.0,
+                std::ptr::null(),
+                messages.as_ptr(),
+                std::ptr::null(),
+                &mut text,
+                &mut len,
+            )
+        };
+        assert_eq!(status, YLOKH_OK, "{count}: {}", last_error());
+        assert_eq!(take_string(text, len), "Hi");
+    }
+}
+
+/// `ylokh_chat_text` on `client`: its status, text and the finish reason it leaves.
+fn chat_text(client: &CClient) -> (i32, String, String) {
+    let messages = cstring(USER_HI);
+    let (mut text, mut len) = (std::ptr::null_mut(), 0);
+    // SAFETY: live client, NUL-terminated strings, writable outputs.
+    let status = unsafe {
+        ylokh_chat_text(
+            client.0,
+            std::ptr::null(),
+            messages.as_ptr(),
+            std::ptr::null(),
+            &mut text,
+            &mut len,
+        )
+    };
+    let text = if status == YLOKH_OK {
+        take_string(text, len)
+    } else {
+        String::new()
+    };
+    (status, text, last_finish_reason())
+}
+
+#[test]
+fn the_finish_reason_is_visible_to_one_shot_and_whole_reply_callers() {
+    // llama-cpp-python ends overlapping requests with a role chunk and [DONE] alone.
+    let cut_short = [
+        delta_event(r#"{"role":"assistant"}"#, "null"),
+        DONE.to_owned(),
+    ]
+    .concat();
+    let length = [
+        content_event("\"Hi\""),
+        delta_event("{}", "\"length\""),
+        DONE.to_owned(),
+    ]
+    .concat();
+    let server = Server::start(move |req| {
+        let body = if req.body_str().contains("short") {
+            &cut_short
+        } else {
+            &length
+        };
+        Script::sse(body.as_bytes(), Framing::ContentLength)
+    });
+    let client = CClient::new(&server.base_url());
+    assert_eq!(chat_text(&client), (YLOKH_OK, "Hi".into(), "length".into()));
+    let out = client.chat_full(None, r#"[{"role":"user","content":"short"}]"#, None, None);
+    out.ok();
+    assert_eq!(
+        (out.text(), last_finish_reason()),
+        (String::new(), String::new())
+    );
+    let out = client.chat(None);
+    out.ok();
+    assert_eq!(last_finish_reason(), "length");
+    // A failed call leaves no reason behind.
+    client.set_base_url("http://127.0.0.1:1/v1");
+    assert_ne!(client.chat(None).status, YLOKH_OK);
+    assert_eq!(last_finish_reason(), "");
+}

@@ -3,7 +3,7 @@
 use std::cell::{Cell, RefCell};
 use std::ops::ControlFlow;
 
-use super::Event;
+use super::{Event, Said};
 
 /// Deepest nesting of skipped values followed; deeper input goes to serde (whose own
 /// limit is 128).
@@ -284,46 +284,28 @@ where
     };
     let index = choice.index.unwrap_or(0);
     // As in serde's path: `delta`, or else `message`.
-    if let Some(delta) = choice.delta.as_ref().or(choice.message.as_ref()) {
-        let (start, count) = delta.tool_calls;
-        let tools = choice.tools.get(start..start + count).unwrap_or(&[]);
-        let reasoning = delta.reasoning_content.or(delta.reasoning).map(get);
-        if let Some(text) = reasoning.filter(|t| !t.is_empty()) {
-            on_event(Event::Reasoning {
-                choice: index,
-                text,
-            })?;
-        }
-        if let Some(text) = delta.content.map(get).filter(|t| !t.is_empty()) {
-            on_event(Event::Content {
-                choice: index,
-                text,
-            })?;
-        }
-        if let Some(text) = delta.refusal.map(get).filter(|t| !t.is_empty()) {
-            on_event(Event::Refusal {
-                choice: index,
-                text,
-            })?;
-        }
-        for (position, call) in tools.iter().enumerate() {
-            on_event(Event::ToolCall {
+    let delta = choice.delta.as_ref().or(choice.message.as_ref());
+    let (start, count) = delta.map_or((0, 0), |d| d.tool_calls);
+    let tools = choice.tools.get(start..start + count).unwrap_or(&[]);
+    Said {
+        index,
+        reasoning: delta.and_then(|d| d.reasoning_content.or(d.reasoning).map(get)),
+        content: delta.and_then(|d| d.content.map(get)),
+        refusal: delta.and_then(|d| d.refusal.map(get)),
+        tools: tools
+            .iter()
+            .enumerate()
+            .map(|(position, call)| Event::ToolCall {
                 choice: index,
                 index: call.index.unwrap_or(position as u32),
                 id: call.id.map(get),
                 kind: call.kind.map(get),
                 name: call.name.map(get),
                 arguments: call.arguments.map_or("", get),
-            })?;
-        }
+            }),
+        finish: choice.finish_reason.map(get),
     }
-    if let Some(reason) = choice.finish_reason.map(get).filter(|r| !r.is_empty()) {
-        on_event(Event::Finish {
-            choice: index,
-            reason,
-        })?;
-    }
-    ControlFlow::Continue(())
+    .report(on_event)
 }
 
 /// The offset of the first byte in `s` that ends a run of plain string bytes: a quote,

@@ -1,13 +1,14 @@
 //! Chat calls and their callbacks.
 
-use std::ffi::{c_char, c_int, c_void};
+use std::cell::RefCell;
+use std::ffi::{c_char, c_int, c_void, CString};
 use std::ops::ControlFlow;
 
 use super::cancel::ylokh_cancel;
 use super::client::ylokh_client;
 use super::conversation::ylokh_conversation;
 use super::strings::hand_out_string;
-use super::{guard, handle, opt_str, req_str, ylokh_status};
+use super::{guard, guard_value, handle, opt_str, req_str, ylokh_status};
 use crate::cancel::CancelToken;
 use crate::chunk::Event;
 use crate::client::Client;
@@ -73,7 +74,8 @@ pub struct ylokh_event {
     /// YLOKH_EVENT_TOOL_CALL: the function's name, or NULL when this piece has none.
     pub tool_name: *const c_char,
     pub tool_name_len: usize,
-    /// YLOKH_EVENT_USAGE: the counts as reported.
+    /// YLOKH_EVENT_USAGE: the counts as reported; 0 when missing or not a whole number
+    /// (`text` has the usage JSON as sent).
     pub prompt_tokens: u64,
     pub completion_tokens: u64,
     pub total_tokens: u64,
@@ -216,8 +218,15 @@ fn run_chat(
     cancel: Option<&CancelToken>,
     mut callbacks: Callbacks,
 ) -> Result<(), Error> {
-    let mut deliver = |event: Event<'_>| callbacks.deliver(event);
-    match messages {
+    set_last_finish_reason(None);
+    let mut finish = None;
+    let mut deliver = |event: Event<'_>| {
+        if let Event::Finish { choice: 0, reason } = event {
+            finish = Some(reason.to_owned());
+        }
+        callbacks.deliver(event)
+    };
+    let result = match messages {
         Messages::Json(json) => {
             let request = ChatRequest::from_json(model, json, options_json)?;
             client.chat_with_cancel(&request, cancel, &mut deliver)
@@ -226,7 +235,39 @@ fn run_chat(
             let options = request::parse_options(options_json)?;
             conversation.chat(client, model, &options, cancel, &mut deliver)
         }
+    };
+    if result.is_ok() {
+        set_last_finish_reason(finish.as_deref());
     }
+    result
+}
+
+thread_local! {
+    static LAST_FINISH_REASON: RefCell<CString> = RefCell::new(CString::default());
+}
+
+fn set_last_finish_reason(reason: Option<&str>) {
+    // A reason with a NUL cannot be a C string; it is no reason a caller could compare.
+    let reason = reason
+        .and_then(|r| CString::new(r).ok())
+        .unwrap_or_default();
+    LAST_FINISH_REASON.with(|last| *last.borrow_mut() = reason);
+}
+
+/// Why the reply of the last chat call on the calling thread ended: the `finish_reason` of
+/// its choice 0 ("stop", "length", "tool_calls", "content_filter", ...), or "" when that
+/// call failed or the server sent no finish reason. Some servers end a reply with `[DONE]`
+/// and no reason (llama-cpp-python, for requests it cut short): the call still returns
+/// `YLOKH_OK`, and only this tells such a reply from one that stopped normally.
+///
+/// Returns a NUL-terminated string owned by the library, valid until the next chat call on
+/// the same thread; never NULL. Set by every chat function, `ylokh_chat_text` included.
+/// Thread-local. Since 0.2.0.
+#[no_mangle]
+pub extern "C" fn ylokh_last_finish_reason() -> *const c_char {
+    guard_value(c"".as_ptr(), || {
+        LAST_FINISH_REASON.with(|last| last.borrow().as_ptr())
+    })
 }
 
 /// Sends a chat request and streams the reply's text to `on_token` as it arrives.
@@ -335,10 +376,12 @@ pub unsafe extern "C" fn ylokh_chat_text(
             )
         };
         let request = ChatRequest::from_json(model, messages, options)?;
-        let text = client.client().chat_text(&request)?;
+        set_last_finish_reason(None);
+        let message = client.client().chat_message(&request, None)?;
+        set_last_finish_reason(message.finish_reason());
         // SAFETY: `out_text` is not NULL (checked above) and, like `out_len` (NULL or not),
         // writable by this function's contract, as hand_out_string requires.
-        unsafe { hand_out_string(text, out_text, "out_text", out_len) }
+        unsafe { hand_out_string(message.content().to_owned(), out_text, "out_text", out_len) }
     })
 }
 
