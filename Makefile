@@ -16,6 +16,7 @@ help:
 	@echo "make docs      regenerate docs/reference.md, the man pages and THIRD-PARTY-NOTICES (tools/gen)"
 	@echo "make abi-baseline  record the ABI in abi/ after adding functions (abidw; see README, ABI policy)"
 	@echo "make install   install into PREFIX (default /usr/local); make uninstall removes it"
+	@echo "make windows   cross-build ylokh.dll, import libraries and headers into $(BUILD)/windows/"
 	@echo "make deps      install what make test needs and this machine lacks (make test does it first)"
 
 lib:
@@ -44,6 +45,8 @@ deps:
 test: deps
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	$(CARGO) clippy -p ylokh-gen --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --no-deps
 	$(CARGO) test
 	$(MAKE) fuzz
 	scripts/with-model-server.sh $(CARGO) test --test e2e -- --ignored --test-threads=1
@@ -59,8 +62,10 @@ fuzz:
 	  $(CARGO) fuzz run -s none $$t -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -dict=fuzz/sse.dict || exit 1; \
 	done
 
+# The Go module carries a copy of the header (go/ylokh_vendored.h; tests/ecosystem.rs checks it).
 header:
 	YLOKH_BLESS=1 $(CARGO) test --test header
+	cp include/ylokh.h go/ylokh_vendored.h
 
 # The generated documentation and notices: docs/reference.md and docs/man/man3/*.3 from the
 # header and docs/examples/, THIRD-PARTY-NOTICES from the dependency tree. tests/generated.rs
@@ -92,6 +97,39 @@ bench:
 clean:
 	$(CARGO) clean
 	rm -rf $(BUILD)
+
+# ---- Windows (cross-built with MinGW-w64) ---------------------------------------------------
+# make windows: $(WINDOWS_DIST)/, a folder to zip and hand to Windows developers:
+#   bin/ylokh.dll          the library (stripped; needs only DLLs Windows 10+ has)
+#   lib/libylokh.dll.a     import library for MinGW-w64 (gcc, clang)
+#   lib/ylokh.def          its exports, for MSVC: lib /def:ylokh.def /machine:x64 /out:ylokh.lib
+#   include/ylokh.h, include/ylokh.hpp, and the license and notice files of the repository.
+# Needs `rustup target add x86_64-pc-windows-gnu` and Debian's gcc-mingw-w64-x86-64-posix
+# (scripts/install-deps.sh installs both). tests/windows.rs runs the result under Wine.
+WINDOWS_TARGET ?= x86_64-pc-windows-gnu
+WINDOWS_PROFILE ?= release
+WINDOWS_TARGET_DIR ?= target
+MINGW ?= x86_64-w64-mingw32
+WINDOWS_DIST ?= $(BUILD)/windows/ylokh-$(YLOKH_VERSION)-x86_64-windows
+WINDOWS_BUILT = $(WINDOWS_TARGET_DIR)/$(WINDOWS_TARGET)/$(if $(filter dev test,$(WINDOWS_PROFILE)),debug,$(WINDOWS_PROFILE))
+
+.PHONY: windows
+windows:
+	@command -v $(MINGW)-gcc >/dev/null || { echo "$(MINGW)-gcc is missing: apt-get install gcc-mingw-w64-x86-64-posix (or run scripts/install-deps.sh)" >&2; exit 1; }
+	$(CARGO) build --lib --profile $(WINDOWS_PROFILE) --target $(WINDOWS_TARGET) --target-dir $(WINDOWS_TARGET_DIR)
+	rm -rf $(WINDOWS_DIST)
+	mkdir -p $(WINDOWS_DIST)/bin $(WINDOWS_DIST)/lib $(WINDOWS_DIST)/include
+	$(MINGW)-strip --strip-all -o $(WINDOWS_DIST)/bin/ylokh.dll $(WINDOWS_BUILT)/ylokh.dll
+	cp $(WINDOWS_BUILT)/libylokh.dll.a $(WINDOWS_DIST)/lib/
+	@# The .def lists what the DLL exports, read back from its export table.
+	{ echo 'LIBRARY ylokh.dll'; echo 'EXPORTS'; \
+	  $(MINGW)-objdump -p $(WINDOWS_DIST)/bin/ylokh.dll \
+	    | sed -n '/^\[Ordinal\/Name Pointer\] Table/,/^$$/s/^[[:space:]]*\[ *[0-9]*\] /    /p'; \
+	} > $(WINDOWS_DIST)/lib/ylokh.def
+	@grep -q '^    ylokh_' $(WINDOWS_DIST)/lib/ylokh.def || { echo "no exports found for ylokh.def" >&2; exit 1; }
+	cp include/ylokh.h include/ylokh.hpp $(WINDOWS_DIST)/include/
+	for f in LICENSE* NOTICE* THIRD-PARTY* third-party*; do if test -f "$$f"; then cp "$$f" $(WINDOWS_DIST)/; fi; done
+	@echo "Windows package: $(WINDOWS_DIST)"
 
 # ---- Installing like a C library -----------------------------------------------------------
 # make install [PREFIX=/usr/local] [DESTDIR=] installs:

@@ -27,22 +27,42 @@ fn main() {
         .unwrap()
         .parse()
         .unwrap();
-    config.after_includes = Some(format!(
-        "\n#define YLOKH_VERSION \"{major}.{minor}.{patch}\"\n\
-         #define YLOKH_VERSION_MAJOR {major}\n\
-         #define YLOKH_VERSION_MINOR {minor}\n\
-         #define YLOKH_VERSION_PATCH {patch}\n\
-         /* MAJOR * 10000 + MINOR * 100 + PATCH, for #if comparisons. */\n\
-         #define YLOKH_VERSION_NUMBER {}\n",
-        major * 10000 + minor * 100 + patch
-    ));
+    let number = major * 10000 + minor * 100 + patch;
+    let version_macros = [
+        String::new(),
+        format!("#define YLOKH_VERSION \"{major}.{minor}.{patch}\""),
+        format!("#define YLOKH_VERSION_MAJOR {major}"),
+        format!("#define YLOKH_VERSION_MINOR {minor}"),
+        format!("#define YLOKH_VERSION_PATCH {patch}"),
+        "/* MAJOR * 10000 + MINOR * 100 + PATCH, for #if comparisons; the library loaded".into(),
+        " * says its own with ylokh_version_number(). */".into(),
+        format!("#define YLOKH_VERSION_NUMBER {number}"),
+        String::new(),
+        "/* Whether the struct at `ptr` (a ylokh_event, ylokh_provider_info, ...) handed out by"
+            .into(),
+        " * the library loaded has `field`: its struct_size covers it. A program built with a"
+            .into(),
+        " * newer header than the library checks this before reading a newer field. */".into(),
+        "#ifdef __cplusplus".into(),
+        "#define YLOKH_HAS_FIELD(ptr, type, field) \\".into(),
+        "  ((ptr)->struct_size >= offsetof(type, field) + sizeof(type::field))".into(),
+        "#else".into(),
+        "#define YLOKH_HAS_FIELD(ptr, type, field) \\".into(),
+        "  ((ptr)->struct_size >= offsetof(type, field) + sizeof(((const type *)0)->field))".into(),
+        "#endif".into(),
+        String::new(),
+    ];
+    config.after_includes = Some(version_macros.join("\n"));
     match cbindgen::Builder::new()
         .with_crate(&crate_dir)
         .with_config(config)
         .generate()
     {
         Ok(bindings) => {
-            bindings.write_to_file(&out);
+            let mut text = Vec::new();
+            bindings.write(&mut text);
+            let text = String::from_utf8(text).expect("cbindgen writes UTF-8");
+            std::fs::write(&out, c89(&text)).expect("writing the header into OUT_DIR");
         }
         // A half-edited tree should still build for `cargo check`; the header test catches
         // a header that could not be generated.
@@ -67,4 +87,35 @@ fn main() {
         };
         println!("cargo:rustc-cdylib-link-arg=-Wl,-soname,libylokh.so.{abi}");
     }
+}
+
+/// The header as C89 accepts it (`gcc -std=c89 -pedantic`): cbindgen writes its own
+/// markers as `//` comments (`#endif  // __cplusplus`) and a comma after the last
+/// enumerator, which C89 lacks. Documentation comments are already `/* */`
+/// (`documentation_style = "c"` in cbindgen.toml).
+fn c89(text: &str) -> String {
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = String::with_capacity(text.len());
+    for (i, line) in lines.iter().enumerate() {
+        let mut line = (*line).to_owned();
+        let trimmed = line.trim_start();
+        if let Some(comment) = trimmed.strip_prefix("//") {
+            let indent = &line[..line.len() - trimmed.len()];
+            line = format!("{indent}/* {} */", comment.trim());
+        } else if let Some(at) = line.find(" //") {
+            let code = line[..at].trim();
+            if code.starts_with("#endif") || code.starts_with('}') {
+                let comment = line[at + 3..].trim().to_owned();
+                line = format!("{code}  /* {comment} */");
+            }
+        }
+        // The last enumerator: a line ending in ',' followed by the closing '}'.
+        let next = lines[i + 1..].iter().find(|l| !l.trim().is_empty());
+        if line.trim_end().ends_with(',') && next.is_some_and(|n| n.trim_start().starts_with('}')) {
+            line = line.trim_end().trim_end_matches(',').to_owned();
+        }
+        out.push_str(&line);
+        out.push('\n');
+    }
+    out
 }

@@ -10,24 +10,18 @@
  *
  * The server comes from YLOKH_BASE_URL, the key from YLOKH_API_KEY.
  * Exit status: 0 when the call was aborted or completed, 1 for a usage error, 2 otherwise.
- * Build with -pthread.
+ * Build with -pthread on POSIX; portable.h (beside this file) makes the thread on POSIX
+ * and on Windows.
  */
 #define _POSIX_C_SOURCE 200809L
 
 #include <errno.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "portable.h"
 #include "ylokh.h"
-
-static double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec * 1e3 + ts.tv_nsec / 1e6;
-}
 
 /* What the worker needs, and what it reports back. */
 typedef struct {
@@ -46,30 +40,29 @@ static int on_token(void *userdata, const char *token, size_t len) {
     return 0;
 }
 
-static void *worker(void *arg) {
+static void worker(void *arg) {
     job *j = arg;
     /* Zero-initialize the request and set what is needed. */
     ylokh_request req = {0};
+    req.struct_size = sizeof req; /* required: see ylokh_request */
     req.conversation = j->conv; /* the messages come from the conversation */
     req.on_token = on_token;
     req.cancel = j->cancel; /* any thread may trigger it */
     j->status = ylokh_chat_ex(j->client, &req);
-    j->finished_ms = now_ms();
+    j->finished_ms = port_now_ms();
     if (j->status != YLOKH_OK) {
         /* Copy the message now, on the thread that got it. */
         snprintf(j->error, sizeof j->error, "%s", ylokh_last_error());
     }
-    return NULL;
 }
 
 int main(int argc, char **argv) {
     const char *prompt = argc > 2 ? argv[2] : "Tell me a very long story.";
     job j;
-    pthread_t thread;
+    port_thread thread;
     char *end;
     long ms;
     double triggered_ms;
-    struct timespec wait;
     int rc;
 
     if (argc < 2 || argc > 3) {
@@ -98,23 +91,19 @@ int main(int argc, char **argv) {
         goto done;
     }
 
-    rc = pthread_create(&thread, NULL, worker, &j);
-    if (rc != 0) {
-        fprintf(stderr, "cancel: pthread_create: %s\n", strerror(rc));
+    if (port_thread_create(&thread, worker, &j) != 0) {
+        fputs("cancel: could not start a thread\n", stderr);
         rc = 2;
         goto done;
     }
 
-    wait.tv_sec = ms / 1000;
-    wait.tv_nsec = (ms % 1000) * 1000000L;
-    while (nanosleep(&wait, &wait) != 0 && errno == EINTR) {
-    }
+    port_sleep_ms(ms);
 
-    triggered_ms = now_ms();
+    triggered_ms = port_now_ms();
     if (ylokh_cancel_trigger(j.cancel) != YLOKH_OK) { /* only fails for NULL */
         fprintf(stderr, "cancel: %s\n", ylokh_last_error());
     }
-    pthread_join(thread, NULL);
+    port_thread_join(thread);
 
     printf("\nstatus: %s (%d)\n", ylokh_status_str(j.status), j.status);
     if (j.status == YLOKH_E_ABORTED) {

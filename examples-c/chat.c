@@ -18,9 +18,17 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "ylokh.h"
+
+/* isatty: POSIX's unistd.h, or the Windows C runtime's io.h. */
+#ifdef _WIN32
+#include <io.h>
+#define isatty _isatty
+#define fileno _fileno
+#else
+#include <unistd.h>
+#endif
 
 /* ---- A growable string, and a JSON string escaper to build the messages array ---- */
 
@@ -230,7 +238,7 @@ int main(int argc, char **argv) {
     }
 
     /* ---- The call: blocks until the answer is complete; tokens arrive meanwhile ---- */
-    st.stderr_tty = isatty(STDERR_FILENO);
+    st.stderr_tty = isatty(fileno(stderr));
     fprintf(stderr, "[waiting for the first token...]%s", st.stderr_tty ? "" : "\n");
     fflush(stderr);
     status = ylokh_chat(client, model, messages.data, options, on_token, &st);

@@ -16,9 +16,45 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "ylokh.h"
+
+/* isatty: POSIX's unistd.h, or the Windows C runtime's io.h. */
+#ifdef _WIN32
+#include <io.h>
+#define isatty _isatty
+#define fileno _fileno
+#else
+#include <unistd.h>
+#endif
+
+/* Reads one line of any length into *buf (grown as needed), without its line end.
+ * Returns its length, or -1 at the end of input or when out of memory. (POSIX has
+ * getline(); this is the C99 way, which also works with MSVC.) */
+static long read_line(FILE *f, char **buf, size_t *cap) {
+    size_t len = 0;
+    if (*buf == NULL) {
+        *cap = 128;
+        *buf = malloc(*cap);
+        if (*buf == NULL) return -1;
+    }
+    for (;;) {
+        if (fgets(*buf + len, (int)(*cap - len), f) == NULL) {
+            if (len == 0) return -1; /* nothing before the end of input */
+            break;
+        }
+        len += strlen(*buf + len);
+        if (len > 0 && (*buf)[len - 1] == '\n') break;
+        if (len + 1 == *cap) { /* the line goes on: grow and read more */
+            char *bigger = realloc(*buf, *cap * 2);
+            if (bigger == NULL) return -1;
+            *buf = bigger;
+            *cap *= 2;
+        }
+    }
+    while (len > 0 && ((*buf)[len - 1] == '\n' || (*buf)[len - 1] == '\r')) (*buf)[--len] = '\0';
+    return (long)len;
+}
 
 /* Streams each piece of the answer to stdout (len is authoritative: tokens may hold NULs). */
 static int on_token(void *userdata, const char *token, size_t len) {
@@ -98,16 +134,15 @@ int main(int argc, char **argv) {
         /* Turns from stdin, one per line; an empty line is skipped. */
         char *line = NULL;
         size_t cap = 0;
-        ssize_t n;
-        int interactive = isatty(STDIN_FILENO);
+        long n;
+        int interactive = isatty(fileno(stdin));
         while (!failed) {
             if (interactive) {
                 fputs("you> ", stderr);
                 fflush(stderr);
             }
-            n = getline(&line, &cap, stdin);
+            n = read_line(stdin, &line, &cap);
             if (n < 0) break; /* end of input */
-            while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
             if (n == 0) continue;
             if (!interactive) printf("you> %s\n", line);
             failed = turn(client, conv, model, line) != 0;

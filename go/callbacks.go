@@ -1,7 +1,7 @@
 package ylokh
 
 /*
-#include "ylokh.h"
+#include "ylokh_vendored.h"
 */
 import "C"
 

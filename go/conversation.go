@@ -2,7 +2,7 @@ package ylokh
 
 /*
 #include <stdlib.h>
-#include "ylokh.h"
+#include "ylokh_vendored.h"
 #include "shim.h"
 */
 import "C"

@@ -1,3 +1,3 @@
-module ylokh
+module github.com/libylokh/libylokh/go
 
 go 1.19

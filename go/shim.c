@@ -39,6 +39,7 @@ ygo_result ygo_chat(ylokh_client *client, const char *model, const char *message
                     uintptr_t handle, int callbacks, const ylokh_cancel *cancel) {
     ylokh_request req;
     memset(&req, 0, sizeof req);
+    req.struct_size = sizeof req;
     req.model = model;
     req.messages_json = messages_json;
     req.options_json = options_json;

@@ -5,7 +5,7 @@
 
 #include <stdint.h>
 
-#include "ylokh.h"
+#include "ylokh_vendored.h"
 
 /* What a chat call returned; `message` is NULL on success, else malloc'd (free it). */
 typedef struct ygo_result {

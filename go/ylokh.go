@@ -1,12 +1,14 @@
 // Package ylokh streams chat completions from OpenAI-compatible servers (llama.cpp, vLLM,
 // Ollama, OpenAI, ...) token by token, through libylokh's C API.
 //
-// It needs libylokh (the shared library) and ylokh.h at build time: the header comes from
-// ../include; the library from the linker's path, CGO_LDFLAGS, or an installed prefix
-// (make install: /usr/local/lib is searched by default). For a library built in the
-// repository:
+//	import ylokh "github.com/libylokh/libylokh/go"
 //
-//	CGO_LDFLAGS="-L$PWD/../target/release -Wl,-rpath,$PWD/../target/release" go test
+// It needs cgo and libylokh installed (`make install` in the repository): the linker flags
+// come from pkg-config (set PKG_CONFIG_PATH=$PREFIX/lib/pkgconfig for a prefix pkg-config
+// does not search), or from CGO_LDFLAGS when built with -tags ylokh_nopkgconfig. The C
+// header is vendored in this module (ylokh_vendored.h, a copy of the repository's
+// include/ylokh.h, named apart so that an installed ylokh.h of another version is never
+// picked instead), so `go get` and `go mod vendor` need nothing else.
 //
 // Every chat blocks until the reply is complete; callbacks run on the calling goroutine.
 // Cancelling the context stops a chat within about 50 ms, even while the server is silent.
@@ -14,10 +16,8 @@
 package ylokh
 
 /*
-#cgo CFLAGS: -I${SRCDIR}/../include
-#cgo LDFLAGS: -lylokh
 #include <stdlib.h>
-#include "ylokh.h"
+#include "ylokh_vendored.h"
 #include "shim.h"
 */
 import "C"

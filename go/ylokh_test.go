@@ -14,7 +14,7 @@ import (
 	"testing"
 	"time"
 
-	"ylokh"
+	ylokh "github.com/libylokh/libylokh/go"
 )
 
 // ---- A loopback OpenAI-style server --------------------------------------------------------
@@ -482,5 +482,109 @@ func TestLogAndTLSSettings(t *testing.T) {
 	}
 	if err := c.SetCAFile(""); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// ---- The typed request ----------------------------------------------------------------------
+
+func TestRequestSendsTypedFieldsAndOptions(t *testing.T) {
+	s := serve(t, sse([]string{"Typed", " reply"}, 0))
+	c := newClient(t, s.URL)
+	var got []string
+	err := c.Do(context.Background(), ylokh.Request{
+		Model:       "typed-model",
+		Messages:    hello,
+		MaxTokens:   64,
+		Temperature: ylokh.Float(0),
+		Stop:        []string{"\n\n"},
+		Options:     ylokh.Options{"seed": 7, "max_tokens": 32},
+	}, func(tok string) error {
+		got = append(got, tok)
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Join(got, "|") != "Typed| reply" {
+		t.Fatalf("tokens %q", got)
+	}
+	body := s.requests()[0]
+	// Temperature 0 is sent (a pointer, not omitted); Options wins over MaxTokens; TopP
+	// unset keeps the library's default.
+	want := map[string]any{"model": "typed-model", "max_tokens": 32.0, "temperature": 0.0,
+		"top_p": 1.0, "seed": 7.0, "stream": true}
+	for k, v := range want {
+		if body[k] != v {
+			t.Errorf("%s = %#v, want %#v (body %v)", k, body[k], v, body)
+		}
+	}
+	if stop, _ := json.Marshal(body["stop"]); string(stop) != `["\n\n"]` {
+		t.Errorf("stop = %s", stop)
+	}
+	if msgs, _ := json.Marshal(body["messages"]); string(msgs) != `[{"content":"Say hello","role":"user"}]` {
+		t.Errorf("messages = %s", msgs)
+	}
+
+	// Nothing typed set: only the library's defaults.
+	text, err := c.Text(context.Background(), ylokh.Request{Messages: hello})
+	if err != nil || text != "Typed reply" {
+		t.Fatalf("Text: %q, %v", text, err)
+	}
+	body = s.requests()[1]
+	if body["model"] != "gpt-3.5-turbo" || body["temperature"] != 1.0 || body["max_tokens"] != nil {
+		t.Fatalf("defaults: %v", body)
+	}
+}
+
+func TestRequestWithAConversation(t *testing.T) {
+	s := serve(t, sse([]string{"Hi", " there"}, 0))
+	c := newClient(t, s.URL)
+	conv := ylokh.NewConversation()
+	defer conv.Close()
+	if err := conv.Add("user", "Hello"); err != nil {
+		t.Fatal(err)
+	}
+	var events []ylokh.Event
+	err := c.DoEvents(context.Background(), ylokh.Request{Conversation: conv, MaxTokens: 5},
+		func(ev ylokh.Event) error {
+			events = append(events, ev)
+			return nil
+		})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(events) < 2 || events[0].Text != "Hi" || events[1].Text != " there" {
+		t.Fatalf("events %+v", events)
+	}
+	if conv.Len() != 2 {
+		t.Fatalf("conversation has %d messages, want 2", conv.Len())
+	}
+	if body := s.requests()[0]; body["max_tokens"] != 5.0 {
+		t.Fatalf("body %v", body)
+	}
+}
+
+func TestRequestShapeIsCheckedBeforeSending(t *testing.T) {
+	s := serve(t, sse([]string{"never"}, 0))
+	c := newClient(t, s.URL)
+	conv := ylokh.NewConversation()
+	defer conv.Close()
+	var e *ylokh.Error
+	err := c.Do(context.Background(), ylokh.Request{Messages: hello, Conversation: conv},
+		func(string) error { return nil })
+	if !errors.As(err, &e) || e.Status != ylokh.InvalidArgument || !strings.Contains(e.Message, "not both") {
+		t.Fatalf("both Messages and Conversation: %#v", err)
+	}
+	_, err = c.Text(context.Background(), ylokh.Request{Messages: hello, MaxTokens: -1})
+	if !errors.As(err, &e) || e.Status != ylokh.InvalidArgument {
+		t.Fatalf("negative MaxTokens: %#v", err)
+	}
+	err = c.Do(context.Background(), ylokh.Request{Messages: hello, Options: ylokh.Options{"model": "x"}},
+		func(string) error { return nil })
+	if !errors.As(err, &e) || e.Status != ylokh.InvalidArgument {
+		t.Fatalf("model in Options: %#v", err)
+	}
+	if n := len(s.requests()); n != 0 {
+		t.Fatalf("%d requests reached the server", n)
 	}
 }

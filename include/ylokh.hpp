@@ -490,6 +490,7 @@ private:
         using ctx_t = context<TokenFn, EventFn>;
         ctx_t ctx{on_token, on_event, nullptr, false};
         ylokh_request req{};
+        req.struct_size = sizeof req;
         req.model = opts.model.empty() ? nullptr : opts.model.c_str();
         req.messages_json = messages;
         req.options_json = opts.options_json.empty() ? nullptr : opts.options_json.c_str();

@@ -31,6 +31,12 @@ NEEDS=(
     "python3 -c 'import venv, ensurepip'|python3-venv"
     # xllamacpp's native library (the local model of the end-to-end tests) links OpenMP's runtime.
     "ldconfig -p | grep -q 'libgomp\\.so\\.1'|libgomp1"
+    # The Windows build (make windows) and its tests under Wine (tests/windows.rs).
+    "command -v x86_64-w64-mingw32-gcc && command -v x86_64-w64-mingw32-dlltool|gcc-mingw-w64-x86-64-posix"
+    "test -x /usr/lib/wine/wine64|wine64"
+    "command -v wine|wine"
+    # The Debian trixie root the Swift package is built and tested in (scripts/swift-root.sh).
+    "command -v debootstrap|debootstrap"
 )
 
 missing=()
@@ -66,4 +72,18 @@ cargo clippy --version >/dev/null 2>&1 || rustup component add clippy
 # The fuzz targets (make fuzz). Pinned: newer releases may need a newer rustc.
 if ! cargo fuzz --version 2>/dev/null | grep -q '0\.13\.2'; then
     cargo install cargo-fuzz --locked --version 0.13.2
+fi
+# The Windows build's Rust standard library (make windows, tests/windows.rs).
+if ! rustup target list --installed 2>/dev/null | grep -qx x86_64-pc-windows-gnu; then
+    rustup target add x86_64-pc-windows-gnu
+fi
+# Swift: a Debian trixie root with swiftlang, made once (about 2.5 minutes, 2.6 GB) and cached
+# in ${YLOKH_CACHE:-$HOME/.cache/libylokh}/swift-root; it needs root (debootstrap, chroot).
+if [[ $(id -u) == 0 ]]; then
+    "$(dirname "$0")/swift-root.sh" setup
+elif command -v sudo >/dev/null; then
+    sudo env YLOKH_CACHE="${YLOKH_CACHE:-$HOME/.cache/libylokh}" "$(dirname "$0")/swift-root.sh" setup
+else
+    echo "install-deps: the Swift tests need root: run scripts/swift-root.sh setup as root" >&2
+    exit 1
 fi

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-/// Set by another thread to stop a call: the call returns [`ErrorKind::Aborted`] within
+/// Set by another thread to stop a call: the call returns [`ErrorKind::Aborted`](crate::ErrorKind::Aborted) within
 /// about 50 ms, even while it waits for a silent server.
 #[derive(Debug, Clone, Default)]
 pub struct CancelToken(Arc<AtomicBool>);

@@ -214,7 +214,7 @@ impl Client {
 
     /// Sends a chat request and reports every event of the reply to `on_event`, in order,
     /// on this thread, before returning. `on_event` returning `Break` stops the call at once
-    /// (the connection is dropped) and the call returns [`ErrorKind::Aborted`].
+    /// (the connection is dropped) and the call returns [`ErrorKind::Aborted`](crate::ErrorKind::Aborted).
     pub fn chat<F>(&self, request: &ChatRequest, mut on_event: F) -> Result<(), Error>
     where
         F: FnMut(Event<'_>) -> ControlFlow<()>,

@@ -314,24 +314,6 @@ fn sse_then_stall(body: &[u8]) -> Script {
     Script::sse(body, Framing::CloseDelimited).then(Step::Stall)
 }
 
-/// Replies "echo: " and the last message's content, in small tokens.
-fn echo_server() -> Server {
-    Server::start(|req| {
-        let body = req.json();
-        let content = body["messages"]
-            .as_array()
-            .and_then(|m| m.last())
-            .and_then(|m| m["content"].as_str())
-            .unwrap_or("")
-            .to_owned();
-        let chars: Vec<char> = content.chars().collect();
-        let mut tokens = vec!["echo".to_owned(), ": ".to_owned()];
-        tokens.extend(chars.chunks(4).map(|c| c.iter().collect::<String>()));
-        let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
-        Script::sse(&sse_stream(&refs), Framing::ChunkedEvery(64))
-    })
-}
-
 fn body_messages(req: &Request) -> Value {
     req.json()["messages"].clone()
 }
@@ -713,6 +695,11 @@ fn every_status_has_a_description() {
 fn version_matches_the_header_and_the_crate() {
     let out = pass("test_basic", "version", &closed_url(), &[]);
     assert_eq!(out.line("VERSION"), env!("CARGO_PKG_VERSION"));
+    let number: u32 = env!("CARGO_PKG_VERSION")
+        .split('.')
+        .map(|p| p.parse::<u32>().unwrap())
+        .fold(0, |n, p| n * 100 + p);
+    assert_eq!(out.line("VERSION_NUMBER"), number.to_string());
     // And the library loaded is the one built for this test run.
     let loaded = std::fs::canonicalize(out.line("LIBRARY")).expect("loaded library");
     let built = std::fs::canonicalize(library_dir().join("libylokh.so")).expect("built library");
@@ -1077,7 +1064,7 @@ fn one_cancel_token_stops_calls_on_several_threads() {
 
 #[test]
 fn eight_threads_share_one_client() {
-    let server = echo_server();
+    let server = Server::echo();
     let out = pass("test_threads", "threads", &server.base_url(), &[]);
     assert_eq!(out.line("CHATS_OK"), "48", "{}", out.show());
     let reqs = server.requests();
@@ -1279,7 +1266,7 @@ fn example_chat_usage_errors() {
 
 #[test]
 fn example_multiturn_keeps_the_history() {
-    let server = echo_server();
+    let server = Server::echo();
     let url = server.base_url();
     let out = run_example(
         "multiturn",
@@ -1315,7 +1302,7 @@ fn example_multiturn_keeps_the_history() {
     assert_eq!(history, json!([system, user1, reply1, user2, reply2]));
 
     // Turns from argv.
-    let server = echo_server();
+    let server = Server::echo();
     let url = server.base_url();
     let out = run_example(
         "multiturn",
@@ -1600,4 +1587,20 @@ fn doc_example_errors_reports_the_http_status_and_message() {
         "{}",
         out.show()
     );
+}
+
+// ---------------------------------------------------------------------------
+// Extensible structs
+// ---------------------------------------------------------------------------
+
+#[test]
+fn request_struct_size_is_checked_and_a_newer_larger_request_is_accepted() {
+    let server = Server::always(stream_of(&["Hel", "lo"]));
+    let out = pass("test_basic", "request_size", &server.base_url(), &[]);
+    assert_eq!(out.line("TOKENS"), r#"["Hel","lo"]"#);
+    // Two calls reached the server: the larger request and the event call; the refused
+    // ones sent nothing.
+    assert_eq!(server.requests().len(), 2);
+    let events = out.line("EVENTS");
+    assert!(!events.starts_with("0 "), "{}", out.show());
 }

@@ -445,6 +445,7 @@ fn cancel_from_another_thread_stops_a_waiting_call_quickly() {
                 abort_after: None,
             };
             let request = ylokh_request {
+                struct_size: std::mem::size_of::<ylokh_request>(),
                 model: ptr::null(),
                 messages_json: messages.as_ptr(),
                 options_json: ptr::null(),
@@ -732,9 +733,9 @@ fn status_strings_version_and_provider_facts() {
     assert_eq!(text(info.url), "https://chat.ylokh.xyz");
     assert_eq!(text(info.api_base), "https://chatapi.ylokh.xyz/v1");
     assert_eq!(text(info.default_model), "gpt-3.5-turbo");
-    assert!(!info.working);
-    assert!(info.supports_message_history);
-    assert!(info.supports_gpt_35_turbo);
+    assert_eq!(info.working, 0);
+    assert_eq!(info.supports_message_history, 1);
+    assert_eq!(info.supports_gpt_35_turbo, 1);
 }
 
 #[test]

@@ -1,5 +1,12 @@
 //! The committed header must be exactly what build.rs generates from the sources.
-//! `YLOKH_BLESS=1 cargo test --test header` (or `make header`) rewrites it.
+//! `YLOKH_BLESS=1 cargo test --test header` (or `make header`) rewrites it. And it compiles
+//! cleanly as C89, C99, C11, C17 and C++11 to C++20, warnings as errors.
+
+mod common;
+
+use common::process::{manifest_dir, run_bounded};
+use std::process::Command;
+use std::time::Duration;
 
 #[test]
 fn header_is_up_to_date() {
@@ -52,4 +59,125 @@ fn header_declares_the_contract() {
     for name in ["ylokh_chat(", "ylokh_client_set_header("] {
         assert!(header.contains(name), "header lacks {name}");
     }
+}
+
+/// Uses every type and macro of the header, so that each standard sees all of it.
+const USES_THE_HEADER: &str = r#"
+#include <ylokh.h>
+
+static int on_token(void *userdata, const char *token, size_t len) {
+    (void)userdata;
+    (void)token;
+    (void)len;
+    return 0;
+}
+
+static int on_event(void *userdata, const ylokh_event *event) {
+    (void)userdata;
+    return YLOKH_HAS_FIELD(event, ylokh_event, total_tokens) && event->kind == YLOKH_EVENT_USAGE;
+}
+
+int use_the_header(void);
+int use_the_header(void) {
+    ylokh_request req;
+    const ylokh_provider_info *info = ylokh_provider();
+    ylokh_status st = YLOKH_OK;
+    ylokh_token_cb t = on_token;
+    ylokh_event_cb e = on_event;
+    ylokh_log_cb l = NULL;
+    ylokh_client *client = NULL;
+    ylokh_conversation *conversation = NULL;
+    ylokh_cancel *cancel = NULL;
+    (void)t;
+    (void)l;
+    (void)client;
+    (void)conversation;
+    (void)cancel;
+    req.struct_size = sizeof req;
+    req.on_event = e;
+#if YLOKH_VERSION_NUMBER < 100
+#error "YLOKH_VERSION_NUMBER"
+#endif
+    return st + (ylokh_version_number() > 0u ? 1 : 0) +
+           (YLOKH_HAS_FIELD(info, ylokh_provider_info, working) ? info->working : 0);
+}
+"#;
+
+/// Compiles [`USES_THE_HEADER`] with `compiler` in `std`, warnings as errors.
+fn compiles(compiler: &str, lang: &str, std: &str) {
+    let dir = std::env::temp_dir().join(format!("ylokh-header-{}-{std}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ext = if lang == "c" { "c" } else { "cpp" };
+    let source = dir.join(format!("use.{ext}"));
+    std::fs::write(&source, USES_THE_HEADER).unwrap();
+    let mut cmd = Command::new(compiler);
+    cmd.arg(format!("-std={std}"))
+        .args(["-pedantic", "-Wall", "-Wextra", "-Werror", "-fsyntax-only"])
+        .arg(format!("-I{}", manifest_dir().join("include").display()))
+        .arg(&source);
+    if lang == "c++" {
+        cmd.args(["-Wold-style-cast", "-Wzero-as-null-pointer-constant"]);
+    }
+    let out = run_bounded(cmd, None, Duration::from_secs(120));
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        out.ok() && out.stderr.trim().is_empty(),
+        "ylokh.h does not compile cleanly as {std}:\n{}",
+        out.show()
+    );
+}
+
+#[test]
+fn header_compiles_as_c89_c99_c11_and_c17() {
+    let cc = std::env::var("CC").unwrap_or_else(|_| "cc".to_owned());
+    for std in ["c89", "c99", "c11", "c17"] {
+        compiles(&cc, "c", std);
+    }
+}
+
+#[test]
+fn header_compiles_as_cpp11_to_cpp20() {
+    let cxx = std::env::var("CXX").unwrap_or_else(|_| "g++".to_owned());
+    for std in ["c++11", "c++14", "c++17", "c++20"] {
+        compiles(&cxx, "c++", std);
+    }
+}
+
+#[test]
+fn header_has_no_line_comments_and_no_stdbool() {
+    let header = include_str!("../include/ylokh.h");
+    // A `//` outside a block comment: C89 has none (URLs inside comments are fine).
+    let mut in_block = false;
+    for (n, line) in header.lines().enumerate() {
+        let mut rest = line;
+        loop {
+            if in_block {
+                match rest.find("*/") {
+                    Some(end) => {
+                        rest = &rest[end + 2..];
+                        in_block = false;
+                    }
+                    None => break,
+                }
+            } else {
+                let open = rest.find("/*");
+                let line_comment = rest.find("//");
+                match (open, line_comment) {
+                    (_, Some(l)) if open.is_none_or(|o| l < o) => {
+                        panic!("line {}: a // comment: {line}", n + 1)
+                    }
+                    (Some(o), _) => {
+                        rest = &rest[o + 2..];
+                        in_block = true;
+                    }
+                    _ => break,
+                }
+            }
+        }
+    }
+    assert!(
+        !header.contains("stdbool.h"),
+        "ylokh.h includes <stdbool.h>"
+    );
+    assert!(!header.contains("bool "), "ylokh.h uses bool");
 }

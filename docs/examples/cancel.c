@@ -26,6 +26,7 @@ int main(int argc, char **argv) {
         return 1;
     if (argc > 1)
         ylokh_client_set_base_url(client, argv[1]);
+    req.struct_size = sizeof req; /* required: see ylokh_request */
     req.messages_json = "[{\"role\":\"user\",\"content\":\"Tell me a long story\"}]";
     req.on_token = print_token;
     req.cancel = cancel;

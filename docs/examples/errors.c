@@ -1,6 +1,5 @@
 /* Why a call failed: the status, then the details of this thread's last failure. */
 #include <stdio.h>
-#include <string.h>
 #include <ylokh.h>
 
 static int ignore(void *userdata, const char *token, size_t len) {
@@ -11,9 +10,11 @@ static int ignore(void *userdata, const char *token, size_t len) {
 int main(int argc, char **argv) {
     ylokh_client *client;
     ylokh_status st;
-    /* The library loaded may be newer than the header compiled against. */
-    if (strcmp(ylokh_version(), YLOKH_VERSION) != 0)
-        fprintf(stderr, "note: built with %s, running %s\n", YLOKH_VERSION, ylokh_version());
+    /* The library loaded may be older than the header compiled against (same SONAME,
+     * an older 0.1.x): refuse to run without the functions this program needs. */
+    if (ylokh_version_number() < YLOKH_VERSION_NUMBER)
+        fprintf(stderr, "note: built with %s, running the older %s\n", YLOKH_VERSION,
+                ylokh_version());
     client = ylokh_client_new();
     if (client == NULL)
         return 1;

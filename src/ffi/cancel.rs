@@ -12,6 +12,10 @@ pub struct ylokh_cancel {
 
 /// Creates a cancel token (not triggered). Release it with `ylokh_cancel_free` once no call
 /// uses it. Since 0.1.0.
+///
+/// # Returns
+/// A new token, to release with `ylokh_cancel_free`; NULL only if the library failed
+/// internally.
 #[no_mangle]
 pub extern "C" fn ylokh_cancel_new() -> *mut ylokh_cancel {
     guard_value(std::ptr::null_mut(), || {
@@ -24,6 +28,10 @@ pub extern "C" fn ylokh_cancel_new() -> *mut ylokh_cancel {
 /// Triggers the token: calls using it stop, and calls started with it later stop at once,
 /// until `ylokh_cancel_reset`. Safe to call from any thread, any number of times.
 /// Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: the token is triggered (also when it already was).
+/// - `YLOKH_E_INVALID_ARGUMENT`: `cancel` is NULL.
 ///
 /// # Safety
 /// `cancel` is NULL or live.
@@ -38,6 +46,10 @@ pub unsafe extern "C" fn ylokh_cancel_trigger(cancel: *const ylokh_cancel) -> yl
 }
 
 /// Clears a triggered token so it can be used again. Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: the token is not triggered.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `cancel` is NULL.
 ///
 /// # Safety
 /// `cancel` is NULL or live.

@@ -60,6 +60,11 @@ pub enum ylokh_event_kind {
 /// kind are zero or NULL. Events arrive in the order the server sent them.
 #[repr(C)]
 pub struct ylokh_event {
+    /// The size of this struct as the library filled it: `sizeof(ylokh_event)` of the
+    /// library's version. Later versions append fields; before reading one that is newer
+    /// than the oldest library you support, check `YLOKH_HAS_FIELD(event, ylokh_event,
+    /// field)`.
+    pub struct_size: usize,
     pub kind: ylokh_event_kind,
     /// Index of the choice the event belongs to (0 unless the request asked for several).
     pub choice: u32,
@@ -132,6 +137,7 @@ impl Callbacks {
 
     fn c_event(&mut self, event: &Event<'_>) -> ylokh_event {
         let mut c = ylokh_event {
+            struct_size: std::mem::size_of::<ylokh_event>(),
             kind: ylokh_event_kind::YLOKH_EVENT_CONTENT,
             choice: 0,
             text: std::ptr::null(),
@@ -260,9 +266,11 @@ fn set_last_finish_reason(reason: Option<&str>) {
 /// and no reason (llama-cpp-python, for requests it cut short): the call still returns
 /// `YLOKH_OK`, and only this tells such a reply from one that stopped normally.
 ///
-/// Returns a NUL-terminated string owned by the library, valid until the next chat call on
-/// the same thread; never NULL. Set by every chat function, `ylokh_chat_text` included.
-/// Thread-local. Since 0.2.0.
+/// Set by every chat function, `ylokh_chat_text` included. Thread-local. Since 0.1.0.
+///
+/// # Returns
+/// A NUL-terminated string owned by the library, valid until the next chat call on the same
+/// thread; never NULL.
 #[no_mangle]
 pub extern "C" fn ylokh_last_finish_reason() -> *const c_char {
     guard_value(c"".as_ptr(), || {
@@ -285,6 +293,28 @@ pub extern "C" fn ylokh_last_finish_reason() -> *const c_char {
 /// delivered before an error stay delivered. All strings are copied before the request
 /// starts. Bad arguments return `YLOKH_E_INVALID_ARGUMENT` without touching the network.
 /// Safe to call from many threads at once on one client. Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: the reply is complete; every token was delivered.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client`, `messages_json` or `on_token` is NULL; one of the
+///   strings is not UTF-8; `messages_json` is not a JSON array of objects each with a
+///   non-empty string `role`; `options_json` is not a JSON object, or sets `messages` or
+///   `model`, or a non-boolean `stream`; or the call was made from inside a callback of
+///   another chat on the same thread. Nothing was sent.
+/// - `YLOKH_E_ABORTED`: `on_token` returned non-zero.
+/// - `YLOKH_E_CONNECT`: the server or the proxy could not be reached (after the retries).
+/// - `YLOKH_E_TLS`: the TLS handshake failed (an untrusted or invalid certificate).
+/// - `YLOKH_E_TIMEOUT`: the server was silent longer than the timeout, or the deadline
+///   passed.
+/// - `YLOKH_E_HTTP_STATUS`: the server answered with a non-2xx status (after the retries for
+///   408, 429 and 5xx); `ylokh_last_http_status()` has it, `ylokh_last_error()` the server's
+///   message.
+/// - `YLOKH_E_API`: the server reported an error inside a 2xx reply (in the stream or as
+///   JSON), with its message in `ylokh_last_error()`.
+/// - `YLOKH_E_PROTOCOL`: the reply broke the protocol: not SSE or JSON, invalid UTF-8 in the
+///   content, a line, event or reply over the size limit, or a stream that ended without a
+///   finish reason or `[DONE]`.
+/// - `YLOKH_E_IO`: reading or writing the connection failed after it was established.
 ///
 /// # Safety
 /// `client` is NULL or live; the strings are NULL or NUL-terminated; `on_token` is safe to
@@ -317,6 +347,28 @@ pub unsafe extern "C" fn ylokh_chat(
 /// Like `ylokh_chat`, but reports every event of the reply (content, reasoning, tool
 /// calls, finish reasons, usage) to `on_event`; see `ylokh_event`. Since 0.1.0.
 ///
+/// # Returns
+/// - `YLOKH_OK`: the reply is complete; every event was delivered.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client`, `messages_json` or `on_event` is NULL; one of the
+///   strings is not UTF-8; `messages_json` is not a JSON array of objects each with a
+///   non-empty string `role`; `options_json` is not a JSON object, or sets `messages` or
+///   `model`, or a non-boolean `stream`; or the call was made from inside a callback of
+///   another chat on the same thread. Nothing was sent.
+/// - `YLOKH_E_ABORTED`: `on_event` returned non-zero.
+/// - `YLOKH_E_CONNECT`: the server or the proxy could not be reached (after the retries).
+/// - `YLOKH_E_TLS`: the TLS handshake failed (an untrusted or invalid certificate).
+/// - `YLOKH_E_TIMEOUT`: the server was silent longer than the timeout, or the deadline
+///   passed.
+/// - `YLOKH_E_HTTP_STATUS`: the server answered with a non-2xx status (after the retries for
+///   408, 429 and 5xx); `ylokh_last_http_status()` has it, `ylokh_last_error()` the server's
+///   message.
+/// - `YLOKH_E_API`: the server reported an error inside a 2xx reply (in the stream or as
+///   JSON), with its message in `ylokh_last_error()`.
+/// - `YLOKH_E_PROTOCOL`: the reply broke the protocol: not SSE or JSON, invalid UTF-8 in the
+///   content, a line, event or reply over the size limit, or a stream that ended without a
+///   finish reason or `[DONE]`.
+/// - `YLOKH_E_IO`: reading or writing the connection failed after it was established.
+///
 /// # Safety
 /// As `ylokh_chat`.
 #[no_mangle]
@@ -348,6 +400,27 @@ pub unsafe extern "C" fn ylokh_chat_events(
 /// NUL-terminated string to release with `ylokh_string_free` (the text may hold NULs;
 /// `*out_len`, when `out_len` is not NULL, is its length). On failure the outputs are
 /// untouched. Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: `*out_text` (and `*out_len`) hold the whole answer.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client`, `messages_json` or `out_text` is NULL; one of the
+///   strings is not UTF-8; `messages_json` is not a JSON array of objects each with a
+///   non-empty string `role`; `options_json` is not a JSON object, or sets `messages` or
+///   `model`, or a non-boolean `stream`; or the call was made from inside a callback of
+///   another chat on the same thread. Nothing was sent.
+/// - `YLOKH_E_CONNECT`: the server or the proxy could not be reached (after the retries).
+/// - `YLOKH_E_TLS`: the TLS handshake failed (an untrusted or invalid certificate).
+/// - `YLOKH_E_TIMEOUT`: the server was silent longer than the timeout, or the deadline
+///   passed.
+/// - `YLOKH_E_HTTP_STATUS`: the server answered with a non-2xx status (after the retries for
+///   408, 429 and 5xx); `ylokh_last_http_status()` has it, `ylokh_last_error()` the server's
+///   message.
+/// - `YLOKH_E_API`: the server reported an error inside a 2xx reply (in the stream or as
+///   JSON), with its message in `ylokh_last_error()`.
+/// - `YLOKH_E_PROTOCOL`: the reply broke the protocol: not SSE or JSON, invalid UTF-8 in the
+///   content, a line, event or reply over the size limit, or a stream that ended without a
+///   finish reason or `[DONE]`.
+/// - `YLOKH_E_IO`: reading or writing the connection failed after it was established.
 ///
 /// # Safety
 /// As `ylokh_chat`; `out_text` and `out_len` are NULL or writable.
@@ -390,6 +463,29 @@ pub unsafe extern "C" fn ylokh_chat_text(
 /// any failure, abort included, the conversation is unchanged. Add the user's message with
 /// `ylokh_conversation_add` first. Since 0.1.0.
 ///
+/// # Returns
+/// - `YLOKH_OK`: the reply is complete and appended to the conversation.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client`, `conversation` or `on_token` is NULL; `model` or
+///   `options_json` is not UTF-8; `options_json` is not a JSON object, or sets `messages` or
+///   `model`, or a non-boolean `stream`; or the call was made from inside a callback of
+///   another chat on the same thread. Nothing was sent.
+/// - `YLOKH_E_ABORTED`: `on_token` returned non-zero.
+/// - `YLOKH_E_CONNECT`: the server or the proxy could not be reached (after the retries).
+/// - `YLOKH_E_TLS`: the TLS handshake failed (an untrusted or invalid certificate).
+/// - `YLOKH_E_TIMEOUT`: the server was silent longer than the timeout, or the deadline
+///   passed.
+/// - `YLOKH_E_HTTP_STATUS`: the server answered with a non-2xx status (after the retries for
+///   408, 429 and 5xx); `ylokh_last_http_status()` has it, `ylokh_last_error()` the server's
+///   message.
+/// - `YLOKH_E_API`: the server reported an error inside a 2xx reply (in the stream or as
+///   JSON), with its message in `ylokh_last_error()`.
+/// - `YLOKH_E_PROTOCOL`: the reply broke the protocol: not SSE or JSON, invalid UTF-8 in the
+///   content, a line, event or reply over the size limit, or a stream that ended without a
+///   finish reason or `[DONE]`.
+/// - `YLOKH_E_IO`: reading or writing the connection failed after it was established.
+///
+/// On every status but `YLOKH_OK` the conversation is unchanged.
+///
 /// # Safety
 /// As `ylokh_chat`; `conversation` is NULL or live and not used by another thread meanwhile.
 #[no_mangle]
@@ -421,10 +517,26 @@ pub unsafe extern "C" fn ylokh_conversation_chat(
     unsafe { ylokh_chat_ex(client, &request) }
 }
 
-/// Everything a chat call can take, for `ylokh_chat_ex`. Zero-initialize it
-/// (`ylokh_request req = {0};`) and set what you need.
+/// Everything a chat call can take, for `ylokh_chat_ex`. Zero it, set `struct_size`, then
+/// what you need (in C++, `ylokh_request req{};` zeroes it):
+///
+/// ```c
+/// ylokh_request req = {0};
+/// req.struct_size = sizeof req;
+/// req.messages_json = "[{\"role\":\"user\",\"content\":\"Hi\"}]";
+/// req.on_token = on_token;
+/// ```
+///
+/// Extensible: later versions append fields, and the library reads only `struct_size`
+/// bytes. A program built with an older header passes a smaller size, and the fields it
+/// lacks count as zero; one built with a newer header than the library loaded may pass a
+/// larger size as long as the fields this library does not know are zero (otherwise the
+/// call returns `YLOKH_E_INVALID_ARGUMENT`: the program asked for something this library
+/// cannot do).
 #[repr(C)]
 pub struct ylokh_request {
+    /// `sizeof(ylokh_request)` as the program was compiled: required.
+    pub struct_size: usize,
     /// NULL or "": "gpt-3.5-turbo".
     pub model: *const c_char,
     /// The messages as a JSON array. Exactly one of `messages_json` and `conversation`.
@@ -445,7 +557,8 @@ pub struct ylokh_request {
 }
 
 impl Default for ylokh_request {
-    /// All NULL, like `ylokh_request req = {0};` in C.
+    /// All NULL with `struct_size` set, like `ylokh_request req = {0}; req.struct_size =
+    /// sizeof req;` in C.
     fn default() -> Self {
         ylokh_request::EMPTY
     }
@@ -453,6 +566,7 @@ impl Default for ylokh_request {
 
 impl ylokh_request {
     const EMPTY: ylokh_request = ylokh_request {
+        struct_size: std::mem::size_of::<ylokh_request>(),
         model: std::ptr::null(),
         messages_json: std::ptr::null(),
         options_json: std::ptr::null(),
@@ -464,22 +578,103 @@ impl ylokh_request {
     };
 }
 
+/// The size of the first `ylokh_request` (0.1.0), up to the end of its last field: the
+/// smallest `struct_size` accepted. It stays when fields are appended.
+const REQUEST_SIZE_0_1: usize =
+    std::mem::offset_of!(ylokh_request, cancel) + std::mem::size_of::<*const ylokh_cancel>();
+
+/// The caller's request as this library knows it: its first `struct_size` bytes, the fields
+/// it lacks (an older program) zero, the fields it has and this library lacks (a newer
+/// program) required to be zero.
+///
+/// # Safety
+/// `request` is NULL or points to at least `request->struct_size` readable bytes.
+unsafe fn read_request(request: *const ylokh_request) -> Result<ylokh_request, Error> {
+    let known = std::mem::size_of::<ylokh_request>();
+    if request.is_null() {
+        return Err(Error::invalid("request is NULL"));
+    }
+    // SAFETY: struct_size is the first field of every version; the caller's struct may
+    // be of another version, so it is read on its own, unaligned.
+    let size = unsafe { std::ptr::addr_of!((*request).struct_size).read_unaligned() };
+    if size < REQUEST_SIZE_0_1 {
+        return Err(Error::invalid(format!(
+            "request->struct_size is {size}: set it to sizeof(ylokh_request) ({known} with \
+             this library's header)"
+        )));
+    }
+    let bytes = request.cast::<u8>();
+    if size > known {
+        // SAFETY: the caller vouches for `size` readable bytes.
+        let newer = unsafe { std::slice::from_raw_parts(bytes.add(known), size - known) };
+        if newer.iter().any(|&b| b != 0) {
+            return Err(Error::invalid(format!(
+                "request->struct_size is {size}: the program was built with a newer ylokh.h \
+                 and sets fields this library ({}, {known}-byte ylokh_request) does not know; \
+                 upgrade libylokh",
+                crate::VERSION
+            )));
+        }
+    }
+    let mut copy = ylokh_request::EMPTY;
+    // SAFETY: `size.min(known)` bytes are readable at `bytes` (the caller's word) and
+    // writable in `copy`; the caller's bytes are a ylokh_request of a version whose fields
+    // are a prefix of ours (fields are only appended), and every field is valid when zero.
+    unsafe {
+        std::ptr::copy_nonoverlapping(
+            bytes,
+            std::ptr::addr_of_mut!(copy).cast::<u8>(),
+            size.min(known),
+        );
+    }
+    copy.struct_size = known;
+    Ok(copy)
+}
+
 /// The general form of every chat call: messages from JSON or a conversation, a token
 /// callback, an event callback or both, and an optional cancel token. The request struct
 /// is read before the call starts and not kept. Since 0.1.0.
 ///
+/// # Returns
+/// - `YLOKH_OK`: the reply is complete (and appended to `conversation`, if one was given).
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` or `request` is NULL; `request->struct_size` is
+///   not the size of a `ylokh_request` of this or an older version (or sets fields this
+///   library does not know); neither `on_token` nor `on_event` is set; not exactly one of
+///   `messages_json` and `conversation` is set; a string is not UTF-8; the messages or the
+///   options have the wrong shape (see `ylokh_chat`); or the call was made from inside a
+///   callback of another chat on the same thread. Nothing was sent.
+/// - `YLOKH_E_ABORTED`: a callback returned non-zero, or `cancel` was triggered.
+/// - `YLOKH_E_CONNECT`: the server or the proxy could not be reached (after the retries).
+/// - `YLOKH_E_TLS`: the TLS handshake failed (an untrusted or invalid certificate).
+/// - `YLOKH_E_TIMEOUT`: the server was silent longer than the timeout, or the deadline
+///   passed.
+/// - `YLOKH_E_HTTP_STATUS`: the server answered with a non-2xx status (after the retries for
+///   408, 429 and 5xx); `ylokh_last_http_status()` has it, `ylokh_last_error()` the server's
+///   message.
+/// - `YLOKH_E_API`: the server reported an error inside a 2xx reply (in the stream or as
+///   JSON), with its message in `ylokh_last_error()`.
+/// - `YLOKH_E_PROTOCOL`: the reply broke the protocol: not SSE or JSON, invalid UTF-8 in the
+///   content, a line, event or reply over the size limit, or a stream that ended without a
+///   finish reason or `[DONE]`.
+/// - `YLOKH_E_IO`: reading or writing the connection failed after it was established.
+///
 /// # Safety
 /// `client` is NULL or live; `request` is NULL or points to a readable `ylokh_request`
-/// whose pointers obey the rules of `ylokh_chat` and `ylokh_conversation_chat`.
+/// (`struct_size` bytes) whose pointers obey the rules of `ylokh_chat` and
+/// `ylokh_conversation_chat`.
 #[no_mangle]
 pub unsafe extern "C" fn ylokh_chat_ex(
     client: *mut ylokh_client,
     request: *const ylokh_request,
 ) -> ylokh_status {
     guard(|| {
-        // SAFETY: this function's contract gives `client` NULL or live and `request` NULL or
-        // a readable ylokh_request, as `handle` requires; both are borrowed for this call only.
-        let (client, request) = unsafe { (handle(client, "client")?, handle(request, "request")?) };
+        // SAFETY: `client` is NULL or live (this function's contract), as `handle` requires;
+        // it is borrowed for this call only.
+        let client = unsafe { handle(client, "client") }?;
+        // SAFETY: `request` is NULL or points to a readable ylokh_request whose struct_size
+        // says how much of it the caller wrote (this function's contract), as read_request
+        // requires; it is copied before use.
+        let request = &unsafe { read_request(request) }?;
         if request.on_token.is_none() && request.on_event.is_none() {
             return Err(Error::invalid(
                 "the request has neither on_token nor on_event",

@@ -24,13 +24,17 @@ impl ylokh_client {
 }
 
 /// Creates a client with the original provider's defaults: base URL
-/// "https://chatapi.ylokh.xyz/v1" (or `YLOKH_BASE_URL`, else `OPENAI_BASE_URL`), API key from
+/// `"https://chatapi.ylokh.xyz/v1"` (or `YLOKH_BASE_URL`, else `OPENAI_BASE_URL`), API key from
 /// `YLOKH_API_KEY` (else `OPENAI_API_KEY`), `Origin`/`Referer` headers of chat.ylokh.xyz,
 /// timeout 120 s, no deadline, 2 retries, proxy from `ALL_PROXY`/`HTTPS_PROXY`/`HTTP_PROXY`
 /// unless `NO_PROXY` matches.
 ///
 /// Returns a handle to release with `ylokh_client_free`, or NULL only if the library failed
 /// internally. Since 0.1.0.
+///
+/// # Returns
+/// A new client, to release with `ylokh_client_free`; NULL only if the library failed
+/// internally (`ylokh_last_error()` says why).
 #[no_mangle]
 pub extern "C" fn ylokh_client_new() -> *mut ylokh_client {
     guard_value(std::ptr::null_mut(), || {
@@ -79,6 +83,11 @@ unsafe fn with_client(
 /// `YLOKH_E_INVALID_ARGUMENT`, and the setting is unchanged). The string is copied.
 /// Since 0.1.0.
 ///
+/// # Returns
+/// - `YLOKH_OK`: the base URL is set.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` or `base_url` is NULL, or `base_url` is not UTF-8,
+///   does not start with http:// or https://, or has no host. The setting is unchanged.
+///
 /// # Safety
 /// `client` is NULL or live; `base_url` is NULL or a NUL-terminated string.
 #[no_mangle]
@@ -97,9 +106,13 @@ pub unsafe extern "C" fn ylokh_client_set_base_url(
     }
 }
 
-/// Sets the API key, sent as "Authorization: Bearer <key>" unless an Authorization header
+/// Sets the API key, sent as `"Authorization: Bearer <key>"` unless an Authorization header
 /// was set with `ylokh_client_set_header`. NULL or "" removes it. The key never appears in
 /// error messages. Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: the key is set (or removed).
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL, or `api_key` is not UTF-8.
 ///
 /// # Safety
 /// `client` is NULL or live; `api_key` is NULL or a NUL-terminated string.
@@ -125,6 +138,12 @@ pub unsafe extern "C" fn ylokh_client_set_api_key(
 /// unless turned off with `ylokh_client_set_proxy_from_env`). Credentials never appear in
 /// error messages. Idle connections are closed. Since 0.1.0.
 ///
+/// # Returns
+/// - `YLOKH_OK`: the proxy is set (or cleared).
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL, or `proxy_url` is not UTF-8, not a URL,
+///   has a scheme other than http, https and socks5, or has no host. The setting is
+///   unchanged.
+///
 /// # Safety
 /// `client` is NULL or live; `proxy_url` is NULL or a NUL-terminated string.
 #[no_mangle]
@@ -140,6 +159,10 @@ pub unsafe extern "C" fn ylokh_client_set_proxy(
 
 /// Whether `ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY` and `NO_PROXY` are honoured when no
 /// proxy is set (non-zero: yes, the default; 0: connect directly). Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: the setting is applied.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL.
 ///
 /// # Safety
 /// `client` is NULL or live.
@@ -164,6 +187,10 @@ pub unsafe extern "C" fn ylokh_client_set_proxy_from_env(
 /// deadline, by contrast, is an extra bound that is off by default, so there 0 means none.
 /// Since 0.1.0.
 ///
+/// # Returns
+/// - `YLOKH_OK`: the timeout is set.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL, or `timeout_ms` is 0.
+///
 /// # Safety
 /// `client` is NULL or live.
 #[no_mangle]
@@ -187,6 +214,10 @@ pub unsafe extern "C" fn ylokh_client_set_timeout_ms(
 /// after the tokens delivered so far. (Unlike the timeout, which every call must have, the
 /// deadline is optional: see `ylokh_client_set_timeout_ms`.) Since 0.1.0.
 ///
+/// # Returns
+/// - `YLOKH_OK`: the deadline is set (or removed, for 0).
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL.
+///
 /// # Safety
 /// `client` is NULL or live.
 #[no_mangle]
@@ -204,9 +235,14 @@ pub unsafe extern "C" fn ylokh_client_set_deadline_ms(
 }
 
 /// Sets a request header, replacing any earlier value of the same name (case-insensitive);
-/// a NULL value removes it. The defaults "Origin: https://chat.ylokh.xyz" and
-/// "Referer: https://chat.ylokh.xyz/" can be removed this way. Invalid names or values
+/// a NULL value removes it. The defaults `"Origin: https://chat.ylokh.xyz"` and
+/// `"Referer: https://chat.ylokh.xyz/"` can be removed this way. Invalid names or values
 /// (e.g. containing CR or LF) give `YLOKH_E_INVALID_ARGUMENT`. Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: the header is set (or removed).
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` or `name` is NULL; `name` or `value` is not UTF-8,
+///   or not a valid HTTP header name or value (for example with CR or LF).
 ///
 /// # Safety
 /// `client` is NULL or live; `name` and `value` are NULL or NUL-terminated strings.
@@ -231,6 +267,10 @@ pub unsafe extern "C" fn ylokh_client_set_header(
 /// exponential backoff and jitter, honouring the server's Retry-After (up to 60 s).
 /// Since 0.1.0.
 ///
+/// # Returns
+/// - `YLOKH_OK`: the number of retries is set.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL.
+///
 /// # Safety
 /// `client` is NULL or live.
 #[no_mangle]
@@ -249,6 +289,10 @@ pub unsafe extern "C" fn ylokh_client_set_max_retries(
 
 /// The first retry's backoff in milliseconds (default 500); each later retry waits twice as
 /// long (at most 8 s), less up to a quarter at random. Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: the delay is set.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL.
 ///
 /// # Safety
 /// `client` is NULL or live.
@@ -270,6 +314,10 @@ pub unsafe extern "C" fn ylokh_client_set_retry_delay_ms(
 /// at least 1024). Anything longer ends the call with `YLOKH_E_PROTOCOL`, so memory stays
 /// bounded whatever the server sends. Since 0.1.0.
 ///
+/// # Returns
+/// - `YLOKH_OK`: the limit is set.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL, or `max_bytes` is below 1024.
+///
 /// # Safety
 /// `client` is NULL or live.
 #[no_mangle]
@@ -286,6 +334,11 @@ pub unsafe extern "C" fn ylokh_client_set_max_event_bytes(
 /// missing, unreadable or certificate-less file gives `YLOKH_E_INVALID_ARGUMENT` and leaves
 /// the setting unchanged. NULL goes back to the bundled roots. Certificate verification is
 /// always on; there is no way to turn it off. Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: the CA file is read and used from now on (or, for NULL, the bundled roots).
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL; `pem_path` is not UTF-8; or the file is
+///   missing, unreadable or holds no certificate. The setting is unchanged.
 ///
 /// # Safety
 /// `client` is NULL or live; `pem_path` is NULL or a NUL-terminated path.
@@ -314,6 +367,10 @@ pub unsafe extern "C" fn ylokh_client_set_ca_file(
 /// when the system store is not in use (the bundled roots or a CA file are), 0 changes
 /// nothing, so a CA file stays in force (`ylokh_client_set_ca_file(client, NULL)` drops it).
 /// Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: the trust setting is applied.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL.
 ///
 /// # Safety
 /// `client` is NULL or live.
@@ -370,6 +427,10 @@ impl CLogger {
 /// safe to call from any thread that chats on the client, until the client is freed (chats
 /// already running when the log is replaced keep using the old one until they return). From
 /// Go, pass C-allocated memory, not a Go pointer. Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: the log is set (or removed).
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL.
 ///
 /// # Safety
 /// `client` is NULL or live; `on_log` is NULL or safe to call with `userdata` as above.

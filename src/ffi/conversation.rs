@@ -17,6 +17,10 @@ pub struct ylokh_conversation {
 
 /// Creates an empty conversation; release it with `ylokh_conversation_free`. NULL only if
 /// the library failed internally. Since 0.1.0.
+///
+/// # Returns
+/// A new, empty conversation, to release with `ylokh_conversation_free`; NULL only if
+/// the library failed internally.
 #[no_mangle]
 pub extern "C" fn ylokh_conversation_new() -> *mut ylokh_conversation {
     guard_value(std::ptr::null_mut(), || {
@@ -29,6 +33,11 @@ pub extern "C" fn ylokh_conversation_new() -> *mut ylokh_conversation {
 /// Creates a conversation from a JSON array of message objects (as written by
 /// `ylokh_conversation_to_json`). On success `*out` receives the new handle; on failure
 /// `*out` is untouched and the status says why. Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: `*out` holds the new conversation.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `json` or `out` is NULL, or `json` is not UTF-8 or not a
+///   JSON array of objects each with a non-empty string `role`.
 ///
 /// # Safety
 /// `json` is NULL or a NUL-terminated string; `out` is NULL or writable.
@@ -85,6 +94,11 @@ unsafe fn conversation_mut<'a>(
 /// "assistant"). Both strings are copied; neither may be NULL; role may not be empty.
 /// Since 0.1.0.
 ///
+/// # Returns
+/// - `YLOKH_OK`: the message is appended.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `conversation`, `role` or `content` is NULL, a string is not
+///   UTF-8, or `role` is empty. The conversation is unchanged.
+///
 /// # Safety
 /// `conversation` is NULL or live; `role` and `content` are NULL or NUL-terminated.
 #[no_mangle]
@@ -111,6 +125,12 @@ pub unsafe extern "C" fn ylokh_conversation_add(
 /// Appends one message given as a JSON object, for messages with more than role and
 /// content (tool results, names, content parts). Since 0.1.0.
 ///
+/// # Returns
+/// - `YLOKH_OK`: the message is appended.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `conversation` or `message_json` is NULL, or `message_json`
+///   is not UTF-8, not JSON, or not an object with a non-empty string `role`. The
+///   conversation is unchanged.
+///
 /// # Safety
 /// `conversation` is NULL or live; `message_json` is NULL or NUL-terminated.
 #[no_mangle]
@@ -136,6 +156,9 @@ pub unsafe extern "C" fn ylokh_conversation_add_json(
 /// a count rather than a status: it returns 0 and, as a failing call does,
 /// `ylokh_last_error()` then says "conversation is NULL". Since 0.1.0.
 ///
+/// # Returns
+/// The number of messages; 0 for NULL.
+///
 /// # Safety
 /// `conversation` is NULL or live.
 #[no_mangle]
@@ -155,6 +178,10 @@ pub unsafe extern "C" fn ylokh_conversation_len(conversation: *const ylokh_conve
 
 /// Removes every message. Since 0.1.0.
 ///
+/// # Returns
+/// - `YLOKH_OK`: the conversation is empty.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `conversation` is NULL.
+///
 /// # Safety
 /// `conversation` is NULL or live.
 #[no_mangle]
@@ -172,6 +199,10 @@ pub unsafe extern "C" fn ylokh_conversation_clear(
 /// Writes the messages as a JSON array to `*out_json` (NUL-terminated, to be released with
 /// `ylokh_string_free`) and its length to `*out_len` when `out_len` is not NULL.
 /// Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: `*out_json` (and `*out_len`) hold the JSON.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `conversation` or `out_json` is NULL.
 ///
 /// # Safety
 /// `conversation` is NULL or live; `out_json` is NULL or writable; `out_len` is NULL or

@@ -198,6 +198,9 @@ unsafe fn handle<'a, T>(ptr: *const T, what: &str) -> Result<&'a T, Error> {
 /// returned a status other than `YLOKH_OK`: successful calls do not clear it.
 ///
 /// Thread-local: a failure on one thread is not seen from another. Since 0.1.0.
+///
+/// # Returns
+/// A string owned by the library, never NULL (see above).
 #[no_mangle]
 pub extern "C" fn ylokh_last_error() -> *const c_char {
     guard_value(c"".as_ptr(), || {
@@ -208,6 +211,9 @@ pub extern "C" fn ylokh_last_error() -> *const c_char {
 /// The HTTP status of the reply behind the last failure on the calling thread, or 0 when that
 /// failure had no reply (connect errors, bad arguments, ...). Same lifetime rules as
 /// `ylokh_last_error()`. Since 0.1.0.
+///
+/// # Returns
+/// An HTTP status (100 to 599), or 0.
 #[no_mangle]
 pub extern "C" fn ylokh_last_http_status() -> c_int {
     guard_value(0, || LAST_ERROR.with(|last| last.borrow().http_status))
@@ -216,6 +222,9 @@ pub extern "C" fn ylokh_last_http_status() -> c_int {
 /// A static, NUL-terminated English description of `status` ("ok", "timed out", ...).
 /// Any integer is accepted; unknown values give "unknown status". Never NULL; never free it.
 /// Since 0.1.0.
+///
+/// # Returns
+/// A static string, never NULL.
 #[no_mangle]
 pub extern "C" fn ylokh_status_str(status: ylokh_status) -> *const c_char {
     // The descriptions of the kinds as C strings, made once, in the order of ErrorKind::ALL.
@@ -240,29 +249,67 @@ pub extern "C" fn ylokh_status_str(status: ylokh_status) -> *const c_char {
 
 /// The library's version as a static NUL-terminated string such as "0.1.0" (compare with
 /// the `YLOKH_VERSION` macro to detect a header/library mismatch). Never free it. Since 0.1.0.
+///
+/// # Returns
+/// A static string, never NULL.
 #[no_mangle]
 pub extern "C" fn ylokh_version() -> *const c_char {
     concat!(env!("CARGO_PKG_VERSION"), "\0").as_ptr().cast()
 }
 
+/// The version of the library loaded, as a number: MAJOR * 10000 + MINOR * 100 + PATCH,
+/// the same formula as the `YLOKH_VERSION_NUMBER` macro of the header a program was
+/// compiled with. A program that needs features of version X checks
+/// `ylokh_version_number() >= X` at start-up; the macro says only which header it was
+/// built with. Since 0.1.0.
+///
+/// # Returns
+/// `MAJOR * 10000 + MINOR * 100 + PATCH` of the library loaded (100 for 0.1.0).
+#[no_mangle]
+pub extern "C" fn ylokh_version_number() -> u32 {
+    VERSION_NUMBER
+}
+
+/// [`ylokh_version_number`], computed from Cargo.toml like the header's macro.
+const VERSION_NUMBER: u32 = {
+    const fn parse(s: &str) -> u32 {
+        let bytes = s.as_bytes();
+        let mut n = 0;
+        let mut i = 0;
+        while i < bytes.len() {
+            n = n * 10 + (bytes[i] - b'0') as u32;
+            i += 1;
+        }
+        n
+    }
+    parse(env!("CARGO_PKG_VERSION_MAJOR")) * 10000
+        + parse(env!("CARGO_PKG_VERSION_MINOR")) * 100
+        + parse(env!("CARGO_PKG_VERSION_PATCH"))
+};
+
 /// Facts about the original Ylokh provider of gpt4free. Strings are static and
 /// NUL-terminated.
+///
+/// Extensible like `ylokh_event`: check `YLOKH_HAS_FIELD(info, ylokh_provider_info, field)`
+/// before reading a field newer than the oldest library you support.
 #[repr(C)]
 pub struct ylokh_provider_info {
+    /// `sizeof(ylokh_provider_info)` of the library's version.
+    pub struct_size: usize,
     /// "Ylokh".
     pub name: *const c_char,
-    /// The provider's site, "https://chat.ylokh.xyz".
+    /// The provider's site, `"https://chat.ylokh.xyz"`.
     pub url: *const c_char,
-    /// The default base URL, "https://chatapi.ylokh.xyz/v1".
+    /// The default base URL, `"https://chatapi.ylokh.xyz/v1"`.
     pub api_base: *const c_char,
     /// The model used when none is given, "gpt-3.5-turbo".
     pub default_model: *const c_char,
-    /// false: the original service is gone; point the client at another server.
-    pub working: bool,
-    /// true: conversations (message history) are supported.
-    pub supports_message_history: bool,
-    /// true.
-    pub supports_gpt_35_turbo: bool,
+    /// 0: the original service is gone; point the client at another server.
+    pub working: c_int,
+    /// 1: conversations (message history) are supported.
+    pub supports_message_history: c_int,
+    /// 1.
+    pub supports_gpt_35_turbo: c_int,
 }
 
 struct StaticInfo(ylokh_provider_info);
@@ -271,16 +318,20 @@ struct StaticInfo(ylokh_provider_info);
 unsafe impl Sync for StaticInfo {}
 
 static PROVIDER_INFO: StaticInfo = StaticInfo(ylokh_provider_info {
+    struct_size: std::mem::size_of::<ylokh_provider_info>(),
     name: c"Ylokh".as_ptr(),
     url: c"https://chat.ylokh.xyz".as_ptr(),
     api_base: c"https://chatapi.ylokh.xyz/v1".as_ptr(),
     default_model: c"gpt-3.5-turbo".as_ptr(),
-    working: crate::provider::WORKING,
-    supports_message_history: crate::provider::SUPPORTS_MESSAGE_HISTORY,
-    supports_gpt_35_turbo: crate::provider::SUPPORTS_GPT_35_TURBO,
+    working: crate::provider::WORKING as c_int,
+    supports_message_history: crate::provider::SUPPORTS_MESSAGE_HISTORY as c_int,
+    supports_gpt_35_turbo: crate::provider::SUPPORTS_GPT_35_TURBO as c_int,
 });
 
 /// The provider's facts: a pointer to static data, never NULL, never freed. Since 0.1.0.
+///
+/// # Returns
+/// A pointer to static data, never NULL.
 #[no_mangle]
 pub extern "C" fn ylokh_provider() -> *const ylokh_provider_info {
     &PROVIDER_INFO.0
@@ -309,6 +360,17 @@ mod tests {
         assert_eq!(s(info.api_base), crate::DEFAULT_BASE_URL);
         assert_eq!(s(info.default_model), crate::DEFAULT_MODEL);
         assert_eq!(s(ylokh_version()), crate::VERSION);
+        let parts: Vec<u32> = crate::VERSION
+            .split('.')
+            .map(|p| p.parse().unwrap())
+            .collect();
+        assert_eq!(
+            ylokh_version_number(),
+            parts[0] * 10000 + parts[1] * 100 + parts[2]
+        );
+        assert_eq!(info.struct_size, std::mem::size_of::<ylokh_provider_info>());
+        assert_eq!(info.working, 0);
+        assert_eq!(info.supports_message_history, 1);
     }
 
     #[test]

@@ -6,28 +6,30 @@
  * such as "TOKENS [...]" on stdout are read by the Rust side for its own assertions.
  *
  * Include after defining _POSIX_C_SOURCE. Everything here is static inline so that a
- * program that uses only part of it still compiles with -Wall -Wextra -Werror.
+ * program that uses only part of it still compiles with -Wall -Wextra -Werror. Threads,
+ * locks and clocks come from examples-c/portable.h, so the tests build for Windows too
+ * (tests/windows.rs runs them under Wine).
  */
 #ifndef YLOKH_TEST_CHECK_H
 #define YLOKH_TEST_CHECK_H
 
-#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "../../examples-c/portable.h"
 #include "ylokh.h"
 
 /* ---- Failure accounting (thread-safe) ---- */
 
-static pthread_mutex_t check_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Initialized by run_cases before any case runs (Windows has no static initializer). */
+static port_mutex check_lock;
 static int check_failures = 0;
 
 static inline void check_fail(const char *file, int line, const char *fmt, ...) {
     va_list ap;
-    pthread_mutex_lock(&check_lock);
+    port_mutex_lock(&check_lock);
     check_failures++;
     fprintf(stderr, "%s:%d: FAILED: ", file, line);
     va_start(ap, fmt);
@@ -35,14 +37,14 @@ static inline void check_fail(const char *file, int line, const char *fmt, ...) 
     va_end(ap);
     fputc('\n', stderr);
     fflush(stderr);
-    pthread_mutex_unlock(&check_lock);
+    port_mutex_unlock(&check_lock);
 }
 
 static inline int check_failed_count(void) {
     int n;
-    pthread_mutex_lock(&check_lock);
+    port_mutex_lock(&check_lock);
     n = check_failures;
-    pthread_mutex_unlock(&check_lock);
+    port_mutex_unlock(&check_lock);
     return n;
 }
 
@@ -145,18 +147,38 @@ static inline const char *status_name(ylokh_status s) {
 
 /* ---- Time ---- */
 
-static inline double now_ms(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+static inline double now_ms(void) { return port_now_ms(); }
+
+static inline void sleep_ms(long ms) { port_sleep_ms(ms); }
+
+/* ---- A barrier: n threads wait until all n have arrived ---- */
+
+typedef struct {
+    port_mutex lock;
+    port_cond all_here;
+    int waiting, count;
+} barrier;
+
+static inline void barrier_init(barrier *b, int count) {
+    port_mutex_init(&b->lock);
+    port_cond_init(&b->all_here);
+    b->waiting = 0;
+    b->count = count;
 }
 
-static inline void sleep_ms(long ms) {
-    struct timespec ts;
-    ts.tv_sec = ms / 1000;
-    ts.tv_nsec = (ms % 1000) * 1000000L;
-    while (nanosleep(&ts, &ts) != 0) {
-    }
+/* Used once per barrier: the threads that arrive wait for the last one. */
+static inline void barrier_wait(barrier *b) {
+    port_mutex_lock(&b->lock);
+    if (++b->waiting >= b->count)
+        port_cond_broadcast(&b->all_here);
+    else
+        while (b->waiting < b->count) port_cond_wait(&b->all_here, &b->lock);
+    port_mutex_unlock(&b->lock);
+}
+
+static inline void barrier_destroy(barrier *b) {
+    port_cond_destroy(&b->all_here);
+    port_mutex_destroy(&b->lock);
 }
 
 /* ---- UTF-8 and JSON output ---- */
@@ -230,7 +252,7 @@ typedef struct {
     size_t count;
     size_t cap_tokens;
     size_t cap_data;
-    pthread_t thread;   /* the thread that made the call: callbacks must run on it */
+    port_thread_id thread; /* the thread that made the call: callbacks must run on it */
     int in_call;        /* set around the chat call: no callback outside it */
     size_t abort_at;    /* return non-zero from the callback on this token (1-based); 0: never */
     int broken;         /* an invariant of the callback contract was broken */
@@ -238,7 +260,7 @@ typedef struct {
 
 static inline void tokens_init(tokens *t) {
     memset(t, 0, sizeof *t);
-    t->thread = pthread_self();
+    t->thread = port_thread_self();
 }
 
 static inline void tokens_free(tokens *t) {
@@ -258,7 +280,7 @@ static inline int tokens_cb(void *userdata, const char *token, size_t len) {
     if (len == 0) check_fail(__FILE__, __LINE__, "an empty token was delivered");
     if (token[len] != '\0') check_fail(__FILE__, __LINE__, "token[len] is not NUL");
     if (!utf8_valid(token, len)) check_fail(__FILE__, __LINE__, "token is not valid UTF-8");
-    if (!pthread_equal(pthread_self(), t->thread))
+    if (!port_thread_same(port_thread_self(), t->thread))
         check_fail(__FILE__, __LINE__, "callback on another thread than the caller's");
     if (!t->in_call) check_fail(__FILE__, __LINE__, "callback outside of the chat call");
     if (t->count == t->cap_tokens) {
@@ -327,6 +349,7 @@ typedef struct {
 static inline int run_cases(const test_case *cases, size_t n, int argc, char **argv) {
     size_t i;
     const char *url = argc > 2 ? argv[2] : "http://127.0.0.1:9/v1";
+    port_mutex_init(&check_lock);
     if (argc < 2) {
         fprintf(stderr, "usage: %s CASE [BASE_URL [ARGS...]]\ncases:", argv[0]);
         for (i = 0; i < n; i++) fprintf(stderr, " %s", cases[i].name);

@@ -6,10 +6,13 @@
  * The Rust side starts a scripted server for the case, runs this program, and checks both
  * its exit status and what it printed (TOKENS, RESULT, ERROR, ... lines).
  */
-/* POSIX 2008, and dladdr() (a GNU extension) to tell which library file was loaded. */
+/* POSIX 2008, and dladdr() (a GNU extension) to tell which library file was loaded;
+ * GetModuleHandleExA and GetModuleFileNameA on Windows. */
 #define _GNU_SOURCE
 
+#ifndef _WIN32
 #include <dlfcn.h>
+#endif
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -98,11 +101,10 @@ typedef struct {
     int http;
 } seen_error;
 
-static void *read_last_error(void *arg) {
+static void read_last_error(void *arg) {
     seen_error *seen = arg;
     snprintf(seen->error, sizeof seen->error, "%s", ylokh_last_error());
     seen->http = ylokh_last_http_status();
-    return NULL;
 }
 
 /* http_error CODE NEEDLE: a non-2xx reply gives YLOKH_E_HTTP_STATUS with the status and
@@ -112,7 +114,7 @@ static void case_http_error(const char *url, int argc, char **argv) {
     tokens t;
     ylokh_status s;
     seen_error seen;
-    pthread_t th;
+    port_thread th;
     REQUIRE(argc >= 2);
     tokens_init(&t);
     s = chat_collect(c, NULL, MSGS, NULL, &t);
@@ -123,8 +125,8 @@ static void case_http_error(const char *url, int argc, char **argv) {
     CHECK_EQ_SIZE(t.count, 0);
 
     memset(&seen, 'x', sizeof seen);
-    REQUIRE(pthread_create(&th, NULL, read_last_error, &seen) == 0);
-    pthread_join(th, NULL);
+    REQUIRE(port_thread_create(&th, read_last_error, &seen) == 0);
+    port_thread_join(th);
     CHECK_STREQ(seen.error, "");
     CHECK(seen.http == 0);
 
@@ -236,6 +238,7 @@ static void case_invalid_args(const char *url, int argc, char **argv) {
     CHECK_INVALID(ylokh_chat_ex(c, NULL), "request is NULL");
     CHECK_INVALID(ylokh_chat_ex(NULL, NULL), "is NULL");
     memset(&req, 0, sizeof req);
+    req.struct_size = sizeof req;
     req.messages_json = MSGS;
     CHECK_INVALID(ylokh_chat_ex(c, &req), "neither on_token nor on_event");
     req.on_token = never_called;
@@ -445,18 +448,27 @@ static void case_version(const char *url, int argc, char **argv) {
     CHECK(YLOKH_VERSION_NUMBER ==
           YLOKH_VERSION_MAJOR * 10000 + YLOKH_VERSION_MINOR * 100 + YLOKH_VERSION_PATCH);
     CHECK(ylokh_version() == v);
+    CHECK(ylokh_version_number() == YLOKH_VERSION_NUMBER);
     printf("VERSION %s\n", v);
+    printf("VERSION_NUMBER %lu\n", (unsigned long)ylokh_version_number());
     {
-        /* Which file the library was loaded from (the executable when linked statically). */
+        /* Which file the library was loaded from (the executable when linked statically):
+         * the file holding the version string. (Not the address of ylokh_version: on
+         * Windows that is the executable's import thunk.) */
+#ifdef _WIN32
+        HMODULE module = NULL;
+        char path[MAX_PATH] = "";
+        CHECK(GetModuleHandleExA(GET_MODULE_HANDLE_EX_FLAG_FROM_ADDRESS |
+                                     GET_MODULE_HANDLE_EX_FLAG_UNCHANGED_REFCOUNT,
+                                 v, &module) != 0);
+        CHECK(module != NULL && GetModuleFileNameA(module, path, sizeof path) != 0);
+        printf("LIBRARY %s\n", path[0] ? path : "(unknown)");
+#else
         Dl_info info;
-        union {
-            const char *(*fn)(void);
-            void *ptr;
-        } sym;
-        sym.fn = ylokh_version; /* a function pointer as void *, without a pedantic cast */
         memset(&info, 0, sizeof info);
-        CHECK(dladdr(sym.ptr, &info) != 0 && info.dli_fname != NULL);
+        CHECK(dladdr(v, &info) != 0 && info.dli_fname != NULL);
         printf("LIBRARY %s\n", info.dli_fname ? info.dli_fname : "(unknown)");
+#endif
     }
 }
 
@@ -472,9 +484,11 @@ static void case_provider(const char *url, int argc, char **argv) {
     CHECK_STREQ(p->url, "https://chat.ylokh.xyz");
     CHECK_STREQ(p->api_base, "https://chatapi.ylokh.xyz/v1");
     CHECK_STREQ(p->default_model, "gpt-3.5-turbo");
-    CHECK(p->working == false);
-    CHECK(p->supports_message_history == true);
-    CHECK(p->supports_gpt_35_turbo == true);
+    CHECK(p->struct_size == sizeof *p);
+    CHECK(YLOKH_HAS_FIELD(p, ylokh_provider_info, supports_gpt_35_turbo));
+    CHECK(p->working == 0);
+    CHECK(p->supports_message_history == 1);
+    CHECK(p->supports_gpt_35_turbo == 1);
 }
 
 /* setters: bad values are refused and leave the settings as they were; good ones reach
@@ -794,6 +808,63 @@ static void case_expect(const char *url, int argc, char **argv) {
     ylokh_client_free(c);
 }
 
+/* Counts events whose struct_size is this header's sizeof(ylokh_event). */
+static int sized_event_cb(void *userdata, const ylokh_event *ev) {
+    int *counts = userdata;
+    counts[0]++;
+    if (ev->struct_size == sizeof *ev && YLOKH_HAS_FIELD(ev, ylokh_event, total_tokens))
+        counts[1]++;
+    return 0;
+}
+
+/* request_size: ylokh_request's struct_size is checked (0 or too small: refused); a larger
+ * struct from a newer header is accepted while the fields this library does not know are
+ * zero, refused once one is set; events carry their own struct_size. */
+static void case_request_size(const char *url, int argc, char **argv) {
+    ylokh_client *c = test_client(url);
+    struct {
+        ylokh_request r;
+        unsigned char newer[32];
+    } big;
+    ylokh_request req;
+    tokens t;
+    int counts[2] = {0, 0};
+    (void)argc;
+    (void)argv;
+    tokens_init(&t);
+
+    memset(&req, 0, sizeof req);
+    req.messages_json = MSGS;
+    req.on_token = never_called;
+    CHECK_INVALID(ylokh_chat_ex(c, &req), "struct_size is 0");
+    req.struct_size = sizeof req.struct_size;
+    CHECK_INVALID(ylokh_chat_ex(c, &req), "set it to sizeof(ylokh_request)");
+
+    memset(&big, 0, sizeof big);
+    big.r.struct_size = sizeof big;
+    big.r.messages_json = MSGS;
+    big.r.on_token = tokens_cb;
+    big.r.userdata = &t;
+    t.in_call = 1;
+    CHECK_STATUS(ylokh_chat_ex(c, &big.r), YLOKH_OK);
+    t.in_call = 0;
+    tokens_print(&t, "TOKENS");
+    big.newer[5] = 1;
+    big.r.on_token = never_called;
+    CHECK_INVALID(ylokh_chat_ex(c, &big.r), "upgrade libylokh");
+
+    memset(&req, 0, sizeof req);
+    req.struct_size = sizeof req;
+    req.messages_json = MSGS;
+    req.on_event = sized_event_cb;
+    req.userdata = counts;
+    CHECK_STATUS(ylokh_chat_ex(c, &req), YLOKH_OK);
+    CHECK(counts[0] > 0 && counts[0] == counts[1]);
+    printf("EVENTS %d SIZED %d\n", counts[0], counts[1]);
+    tokens_free(&t);
+    ylokh_client_free(c);
+}
+
 int main(int argc, char **argv) {
     static const test_case cases[] = {
         {"stream", case_stream},
@@ -813,6 +884,7 @@ int main(int argc, char **argv) {
         {"timeout", case_timeout},
         {"connect", case_connect},
         {"expect", case_expect},
+        {"request_size", case_request_size},
     };
     return run_cases(cases, sizeof cases / sizeof cases[0], argc, argv);
 }

@@ -29,7 +29,7 @@ static const char *kind_name(ylokh_event_kind k) {
 }
 
 typedef struct {
-    pthread_t thread;
+    port_thread_id thread;
     int in_call;
     size_t events;
     size_t abort_at;   /* non-zero from the event callback on this event (1-based) */
@@ -55,7 +55,7 @@ static int on_event(void *userdata, const ylokh_event *e) {
     event_state *st = userdata;
     st->events++;
     REQUIRE(e != NULL);
-    if (!pthread_equal(pthread_self(), st->thread))
+    if (!port_thread_same(port_thread_self(), st->thread))
         check_fail(__FILE__, __LINE__, "event callback on another thread");
     if (!st->in_call) check_fail(__FILE__, __LINE__, "event callback outside of the call");
     if (st->expect_token)
@@ -123,7 +123,7 @@ static void case_events(const char *url, int argc, char **argv) {
     ylokh_client *c = client_for(url);
     event_state st;
     memset(&st, 0, sizeof st);
-    st.thread = pthread_self();
+    st.thread = port_thread_self();
     st.in_call = 1;
     CHECK_STATUS(ylokh_chat_events(c, "test-model", MSGS, argc > 0 ? argv[0] : NULL, on_event,
                                    &st),
@@ -139,7 +139,7 @@ static void case_events_abort(const char *url, int argc, char **argv) {
     event_state st;
     REQUIRE(argc >= 1);
     memset(&st, 0, sizeof st);
-    st.thread = pthread_self();
+    st.thread = port_thread_self();
     st.abort_at = (size_t)atoi(argv[0]);
     st.in_call = 1;
     CHECK_STATUS(ylokh_chat_events(c, NULL, MSGS, NULL, on_event, &st), YLOKH_E_ABORTED);
@@ -158,10 +158,11 @@ static void case_events_and_tokens(const char *url, int argc, char **argv) {
     (void)argc;
     (void)argv;
     memset(&st, 0, sizeof st);
-    st.thread = pthread_self();
+    st.thread = port_thread_self();
     st.pending = pending;
     st.pending_cap = sizeof pending;
     memset(&req, 0, sizeof req);
+    req.struct_size = sizeof req;
     req.messages_json = MSGS;
     req.on_event = on_event;
     req.on_token = on_token;
@@ -188,8 +189,9 @@ static void case_conversation_tools(const char *url, int argc, char **argv) {
     REQUIRE_OK(ylokh_conversation_add(conv, "user", "What is the weather in Paris?"));
 
     memset(&st, 0, sizeof st);
-    st.thread = pthread_self();
+    st.thread = port_thread_self();
     memset(&req, 0, sizeof req);
+    req.struct_size = sizeof req;
     req.conversation = conv; /* messages_json stays NULL */
     req.on_event = on_event; /* on_token may be NULL when on_event is set */
     req.userdata = &st;

@@ -100,6 +100,7 @@ static void one_call(ylokh_client *c, ylokh_client *quick, int i) {
         /* The same scenario through a conversation and a (never triggered) cancel token. */
         CHECK_STATUS(ylokh_conversation_add(conv, "user", "scenario:5"), YLOKH_OK);
         memset(&req, 0, sizeof req);
+        req.struct_size = sizeof req;
         req.options_json = "{\"stream\":false}";
         req.conversation = conv;
         req.on_token = on_token;

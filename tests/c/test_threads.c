@@ -23,36 +23,36 @@ typedef struct {
     char error[256];
     double finished_ms;
     /* Signalled on the first token, so the main thread can cancel mid-stream. */
-    pthread_mutex_t lock;
-    pthread_cond_t cond;
+    port_mutex lock;
+    port_cond cond;
     int got_token;
 } job;
 
 static int job_token(void *userdata, const char *token, size_t len) {
     job *j = userdata;
     int rc = tokens_cb(&j->t, token, len);
-    pthread_mutex_lock(&j->lock);
+    port_mutex_lock(&j->lock);
     j->got_token = 1;
-    pthread_cond_broadcast(&j->cond);
-    pthread_mutex_unlock(&j->lock);
+    port_cond_broadcast(&j->cond);
+    port_mutex_unlock(&j->lock);
     return rc;
 }
 
-static void *job_run(void *arg) {
+static void job_run(void *arg) {
     job *j = arg;
     ylokh_request req;
     memset(&req, 0, sizeof req);
+    req.struct_size = sizeof req;
     req.messages_json = MSGS;
     req.on_token = job_token;
     req.userdata = j;
     req.cancel = j->cancel;
-    j->t.thread = pthread_self();
+    j->t.thread = port_thread_self();
     j->t.in_call = 1;
     j->status = ylokh_chat_ex(j->client, &req);
     j->t.in_call = 0;
     j->finished_ms = now_ms();
     snprintf(j->error, sizeof j->error, "%s", ylokh_last_error());
-    return NULL;
 }
 
 static void job_init(job *j, ylokh_client *c, const ylokh_cancel *cancel) {
@@ -60,43 +60,36 @@ static void job_init(job *j, ylokh_client *c, const ylokh_cancel *cancel) {
     j->client = c;
     j->cancel = cancel;
     tokens_init(&j->t);
-    pthread_mutex_init(&j->lock, NULL);
-    pthread_cond_init(&j->cond, NULL);
+    port_mutex_init(&j->lock);
+    port_cond_init(&j->cond);
 }
 
 static void job_destroy(job *j) {
     tokens_free(&j->t);
-    pthread_mutex_destroy(&j->lock);
-    pthread_cond_destroy(&j->cond);
+    port_mutex_destroy(&j->lock);
+    port_cond_destroy(&j->cond);
 }
 
 /* Waits up to `ms` for the first token; returns whether it came. */
 static int wait_for_token(job *j, long ms) {
-    struct timespec until;
+    double until = now_ms() + (double)ms;
     int got;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (ms % 1000) * 1000000L;
-    if (until.tv_nsec >= 1000000000L) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000L;
-    }
-    pthread_mutex_lock(&j->lock);
-    while (!j->got_token) {
-        if (pthread_cond_timedwait(&j->cond, &j->lock, &until) != 0) break;
+    port_mutex_lock(&j->lock);
+    while (!j->got_token && now_ms() < until) {
+        port_cond_wait_ms(&j->cond, &j->lock, (long)(until - now_ms()) + 1);
     }
     got = j->got_token;
-    pthread_mutex_unlock(&j->lock);
+    port_mutex_unlock(&j->lock);
     return got;
 }
 
 /* Triggers `cancel`, joins, and checks the call was aborted soon after. */
-static void cancel_and_check(job *j, pthread_t th, ylokh_cancel *cancel, const char *label) {
+static void cancel_and_check(job *j, port_thread th, ylokh_cancel *cancel, const char *label) {
     double triggered, took;
     triggered = now_ms();
     CHECK_STATUS(ylokh_cancel_trigger(cancel), YLOKH_OK);
     CHECK_STATUS(ylokh_cancel_trigger(cancel), YLOKH_OK); /* any number of times */
-    pthread_join(th, NULL);
+    port_thread_join(th);
     took = j->finished_ms - triggered;
     printf("%s %.1f\n", label, took);
     if (j->status != YLOKH_E_ABORTED)
@@ -112,11 +105,11 @@ static void case_cancel_stall(const char *url, int argc, char **argv) {
     ylokh_client *c = test_client(url);
     ylokh_cancel *cancel = ylokh_cancel_new();
     job j;
-    pthread_t th;
+    port_thread th;
     REQUIRE(cancel != NULL);
     if (argc > 0) REQUIRE_OK(ylokh_client_set_timeout_ms(c, strtoull(argv[0], NULL, 10)));
     job_init(&j, c, cancel);
-    REQUIRE(pthread_create(&th, NULL, job_run, &j) == 0);
+    REQUIRE(port_thread_create(&th, job_run, &j) == 0);
     sleep_ms(300);
     cancel_and_check(&j, th, cancel, "CANCEL_MS");
     CHECK_EQ_SIZE(j.t.count, 0);
@@ -130,12 +123,12 @@ static void case_cancel_midstream(const char *url, int argc, char **argv) {
     ylokh_client *c = test_client(url);
     ylokh_cancel *cancel = ylokh_cancel_new();
     job j;
-    pthread_t th;
+    port_thread th;
     (void)argc;
     (void)argv;
     REQUIRE(cancel != NULL);
     job_init(&j, c, cancel);
-    REQUIRE(pthread_create(&th, NULL, job_run, &j) == 0);
+    REQUIRE(port_thread_create(&th, job_run, &j) == 0);
     CHECK(wait_for_token(&j, 5000));
     sleep_ms(100); /* let the rest of what was sent arrive */
     cancel_and_check(&j, th, cancel, "CANCEL_MS");
@@ -209,7 +202,7 @@ static void case_cancel_shared(const char *url, int argc, char **argv) {
     ylokh_client *c = test_client(url);
     ylokh_cancel *cancel = ylokh_cancel_new();
     job jobs[SHARED_JOBS];
-    pthread_t th[SHARED_JOBS];
+    port_thread th[SHARED_JOBS];
     double triggered;
     int i;
     (void)argc;
@@ -217,14 +210,14 @@ static void case_cancel_shared(const char *url, int argc, char **argv) {
     REQUIRE(cancel != NULL);
     for (i = 0; i < SHARED_JOBS; i++) {
         job_init(&jobs[i], c, cancel);
-        REQUIRE(pthread_create(&th[i], NULL, job_run, &jobs[i]) == 0);
+        REQUIRE(port_thread_create(&th[i], job_run, &jobs[i]) == 0);
     }
     sleep_ms(300);
     triggered = now_ms();
     REQUIRE_OK(ylokh_cancel_trigger(cancel));
     for (i = 0; i < SHARED_JOBS; i++) {
         double took;
-        pthread_join(th[i], NULL);
+        port_thread_join(th[i]);
         took = jobs[i].finished_ms - triggered;
         printf("CANCEL_MS %.1f\n", took);
         if (jobs[i].status != YLOKH_E_ABORTED)
@@ -245,7 +238,7 @@ static void case_cancel_shared(const char *url, int argc, char **argv) {
 typedef struct {
     int id;
     ylokh_client *client;
-    pthread_barrier_t *barrier;
+    barrier *start;
     int chats_ok;
 } worker;
 
@@ -253,7 +246,7 @@ static void json_message(char *out, size_t cap, const char *prompt) {
     snprintf(out, cap, "[{\"role\":\"user\",\"content\":\"%s\"}]", prompt);
 }
 
-static void *worker_run(void *arg) {
+static void worker_run(void *arg) {
     worker *w = arg;
     ylokh_conversation *conv = ylokh_conversation_new();
     char prompt[128], expected[160], msgs[256], bad[1024];
@@ -316,31 +309,30 @@ static void *worker_run(void *arg) {
     for (k = 0; k < w->id; k++) pos += (size_t)snprintf(bad + pos, sizeof bad - pos, "{\"role\":\"user\"},");
     snprintf(bad + pos, sizeof bad - pos, "{\"content\":\"x\"}]");
     CHECK_STATUS(ylokh_chat(w->client, NULL, bad, NULL, tokens_cb, NULL), YLOKH_E_INVALID_ARGUMENT);
-    pthread_barrier_wait(w->barrier);
+    barrier_wait(w->start);
     snprintf(expected, sizeof expected, "messages[%d] has no role", w->id);
     CHECK_CONTAINS(ylokh_last_error(), expected);
 
     ylokh_conversation_free(conv);
-    return NULL;
 }
 
 /* Changes settings while the chats run: allowed, and only affects later chats. */
 typedef struct {
     ylokh_client *client;
     const char *url;
-    pthread_mutex_t lock;
+    port_mutex lock;
     int stop;
     int rounds;
 } churn;
 
-static void *churn_run(void *arg) {
+static void churn_run(void *arg) {
     churn *ch = arg;
     char value[32];
     for (;;) {
         int stop;
-        pthread_mutex_lock(&ch->lock);
+        port_mutex_lock(&ch->lock);
         stop = ch->stop;
-        pthread_mutex_unlock(&ch->lock);
+        port_mutex_unlock(&ch->lock);
         if (stop) break;
         snprintf(value, sizeof value, "%d", ch->rounds);
         CHECK_STATUS(ylokh_client_set_header(ch->client, "X-Churn", value), YLOKH_OK);
@@ -351,46 +343,45 @@ static void *churn_run(void *arg) {
         ch->rounds++;
         sleep_ms(2);
     }
-    return NULL;
 }
 
 static void case_threads(const char *url, int argc, char **argv) {
     ylokh_client *c = test_client(url);
     worker workers[NTHREADS];
-    pthread_t th[NTHREADS], churner;
-    pthread_barrier_t barrier;
+    port_thread th[NTHREADS], churner;
+    barrier start_line;
     churn ch;
     int i, total = 0;
     double start = now_ms();
     (void)argc;
     (void)argv;
-    REQUIRE(pthread_barrier_init(&barrier, NULL, NTHREADS) == 0);
+    barrier_init(&start_line, NTHREADS);
     memset(&ch, 0, sizeof ch);
     ch.client = c;
     ch.url = url;
-    pthread_mutex_init(&ch.lock, NULL);
-    REQUIRE(pthread_create(&churner, NULL, churn_run, &ch) == 0);
+    port_mutex_init(&ch.lock);
+    REQUIRE(port_thread_create(&churner, churn_run, &ch) == 0);
     for (i = 0; i < NTHREADS; i++) {
         workers[i].id = i;
         workers[i].client = c;
-        workers[i].barrier = &barrier;
+        workers[i].start = &start_line;
         workers[i].chats_ok = 0;
-        REQUIRE(pthread_create(&th[i], NULL, worker_run, &workers[i]) == 0);
+        REQUIRE(port_thread_create(&th[i], worker_run, &workers[i]) == 0);
     }
     for (i = 0; i < NTHREADS; i++) {
-        pthread_join(th[i], NULL);
+        port_thread_join(th[i]);
         total += workers[i].chats_ok;
     }
-    pthread_mutex_lock(&ch.lock);
+    port_mutex_lock(&ch.lock);
     ch.stop = 1;
-    pthread_mutex_unlock(&ch.lock);
-    pthread_join(churner, NULL);
+    port_mutex_unlock(&ch.lock);
+    port_thread_join(churner);
     printf("CHATS_OK %d\nSETTER_ROUNDS %d\nELAPSED_MS %.1f\n", total, ch.rounds,
            now_ms() - start);
     CHECK(total == NTHREADS * NCHATS);
     CHECK(ch.rounds > 0);
-    pthread_barrier_destroy(&barrier);
-    pthread_mutex_destroy(&ch.lock);
+    barrier_destroy(&start_line);
+    port_mutex_destroy(&ch.lock);
     ylokh_client_free(c);
 }
 

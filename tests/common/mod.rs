@@ -472,6 +472,25 @@ impl Server {
         })
     }
 
+    /// Replies "echo: " and the last message's content, in small tokens (for conversations
+    /// and many threads: each reply says which request it answers).
+    pub fn echo() -> Server {
+        Server::start(|req| {
+            let body = req.json();
+            let content = body["messages"]
+                .as_array()
+                .and_then(|m| m.last())
+                .and_then(|m| m["content"].as_str())
+                .unwrap_or("")
+                .to_owned();
+            let chars: Vec<char> = content.chars().collect();
+            let mut tokens = vec!["echo".to_owned(), ": ".to_owned()];
+            tokens.extend(chars.chunks(4).map(|c| c.iter().collect::<String>()));
+            let refs: Vec<&str> = tokens.iter().map(String::as_str).collect();
+            Script::sse(&sse_stream(&refs), Framing::ChunkedEvery(64))
+        })
+    }
+
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }

@@ -1,7 +1,5 @@
 // Swift wrapper over libylokh's C API: a client whose chat returns the reply as an
-// AsyncThrowingStream of tokens.
-//
-// UNTESTED: no Swift toolchain was available where this was written. Kept small on purpose.
+// AsyncThrowingStream of tokens. Tested by Tests/YlokhTests (run by tests/swift.rs).
 //
 //     let client = try Client(baseURL: "http://127.0.0.1:8080/v1")
 //     for try await token in client.chat([Message(role: "user", content: "Hello")]) {
@@ -45,7 +43,7 @@ public struct Message: Codable, Sendable {
     }
 }
 
-private func check(_ status: Int32) throws {
+func check(_ status: Int32) throws {
     if status != YLOKH_OK {
         throw YlokhError.last(status)
     }
@@ -82,6 +80,11 @@ public final class Client: @unchecked Sendable {
         }
     }
 
+    /// How many times a failed attempt is retried before the first token (default 2).
+    public func setMaxRetries(_ retries: UInt32) throws {
+        try check(ylokh_client_set_max_retries(handle, retries))
+    }
+
     /// Bounds connecting and every wait for more bytes (default 120 s).
     public func setTimeout(milliseconds: UInt64) throws {
         try check(ylokh_client_set_timeout_ms(handle, milliseconds))
@@ -103,13 +106,37 @@ public final class Client: @unchecked Sendable {
     /// As chat(_:model:optionsJSON:), with the messages as a JSON array.
     public func chat(messagesJSON: String, model: String? = nil,
                      optionsJSON: String? = nil) -> AsyncThrowingStream<String, Error> {
+        stream(messagesJSON: messagesJSON, conversation: nil, model: model,
+               optionsJSON: optionsJSON)
+    }
+
+    /// Streams the reply to the conversation's messages; when the reply completes it is
+    /// appended to the conversation.
+    public func chat(_ conversation: Conversation, model: String? = nil,
+                     optionsJSON: String? = nil) -> AsyncThrowingStream<String, Error> {
+        stream(messagesJSON: nil, conversation: conversation, model: model,
+               optionsJSON: optionsJSON)
+    }
+
+    /// The whole reply to the conversation (appended to it) as one string.
+    public func text(_ conversation: Conversation, model: String? = nil,
+                     optionsJSON: String? = nil) async throws -> String {
+        var text = ""
+        for try await token in chat(conversation, model: model, optionsJSON: optionsJSON) {
+            text += token
+        }
+        return text
+    }
+
+    private func stream(messagesJSON: String?, conversation: Conversation?, model: String?,
+                        optionsJSON: String?) -> AsyncThrowingStream<String, Error> {
         AsyncThrowingStream { continuation in
             let context = StreamContext(continuation)
             continuation.onTermination = { _ in context.cancel() }
             // The thread holds `self`, so the client outlives the call.
             let thread = Thread {
-                self.run(context, messagesJSON: messagesJSON, model: model,
-                         optionsJSON: optionsJSON)
+                self.run(context, messagesJSON: messagesJSON, conversation: conversation,
+                         model: model, optionsJSON: optionsJSON)
             }
             thread.start()
         }
@@ -126,10 +153,10 @@ public final class Client: @unchecked Sendable {
     }
 
     /// The blocking call, on the stream's own thread.
-    private func run(_ context: StreamContext, messagesJSON: String, model: String?,
-                     optionsJSON: String?) {
+    private func run(_ context: StreamContext, messagesJSON: String?,
+                     conversation: Conversation?, model: String?, optionsJSON: String?) {
         let cModel = model.flatMap { strdup($0) }
-        let cMessages = strdup(messagesJSON)
+        let cMessages = messagesJSON.flatMap { strdup($0) }
         let cOptions = optionsJSON.flatMap { strdup($0) }
         defer {
             free(cModel)
@@ -141,13 +168,22 @@ public final class Client: @unchecked Sendable {
         defer { Unmanaged<StreamContext>.fromOpaque(userdata).release() }
 
         var request = ylokh_request()
+        request.struct_size = MemoryLayout<ylokh_request>.size
         request.model = UnsafePointer(cModel)
         request.messages_json = UnsafePointer(cMessages)
         request.options_json = UnsafePointer(cOptions)
         request.on_token = streamOnToken
         request.userdata = userdata
         request.cancel = context.cancelToken
-        let status = ylokh_chat_ex(handle, &request)
+        let status: Int32
+        if let conversation {
+            status = conversation.withHandle { conversationHandle in
+                request.conversation = conversationHandle
+                return ylokh_chat_ex(handle, &request)
+            }
+        } else {
+            status = ylokh_chat_ex(handle, &request)
+        }
         // Same thread as the call: the thread-local error is this call's.
         let error: YlokhError? = status == YLOKH_OK ? nil : YlokhError.last(status)
         let stoppedByConsumer = context.callEnded()

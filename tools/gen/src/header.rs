@@ -42,6 +42,27 @@ impl Header {
         self.items.iter().filter(|i| i.kind == Kind::Type)
     }
 
+    /// The status codes: `YLOKH_OK` and `YLOKH_E_*`.
+    pub fn statuses(&self) -> impl Iterator<Item = &Item> {
+        self.items.iter().filter(|i| {
+            i.kind == Kind::Define && (i.name == "YLOKH_OK" || i.name.starts_with("YLOKH_E_"))
+        })
+    }
+
+    /// The version macros: `YLOKH_VERSION*`.
+    pub fn version_macros(&self) -> impl Iterator<Item = &Item> {
+        self.items
+            .iter()
+            .filter(|i| i.kind == Kind::Define && i.name.starts_with("YLOKH_VERSION"))
+    }
+
+    /// The function-like macros (`YLOKH_HAS_FIELD(...)`), with their whole definition.
+    pub fn function_macros(&self) -> impl Iterator<Item = &Item> {
+        self.items
+            .iter()
+            .filter(|i| i.kind == Kind::Define && i.code.starts_with(&format!("{}(", i.name)))
+    }
+
     /// The version string of `YLOKH_VERSION`, without quotes.
     pub fn version(&self) -> &str {
         self.define("YLOKH_VERSION")
@@ -139,10 +160,28 @@ pub fn parse(text: &str) -> Header {
             continue;
         }
         if let Some(rest) = t.strip_prefix("#define ") {
-            let mut parts = rest.splitn(2, char::is_whitespace);
-            let name = parts.next().unwrap_or_default().to_owned();
-            let value = parts.next().unwrap_or_default().trim().to_owned();
-            if name.starts_with("YLOKH_") && !value.is_empty() {
+            // A function-like macro: the name ends at its '('; the body may continue on
+            // lines ending in a backslash. Defined twice (C and C++): the first is kept.
+            let mut definition = rest.trim_end().to_owned();
+            while definition.ends_with('\\') {
+                definition.pop();
+                let Some(next) = lines.next() else { break };
+                definition.push_str(next.trim());
+            }
+            let (name, value) = match definition.find(['(', ' ', '\t']) {
+                Some(at) if definition[at..].starts_with('(') => {
+                    (definition[..at].to_owned(), definition.trim().to_owned())
+                }
+                Some(at) => (
+                    definition[..at].to_owned(),
+                    definition[at..].trim().to_owned(),
+                ),
+                None => (definition.clone(), String::new()),
+            };
+            let seen = items
+                .iter()
+                .any(|i: &Item| i.kind == Kind::Define && i.name == name);
+            if name.starts_with("YLOKH_") && !value.is_empty() && !seen {
                 items.push(Item {
                     kind: Kind::Define,
                     name,
@@ -151,6 +190,10 @@ pub fn parse(text: &str) -> Header {
                 });
             }
             doc.clear();
+            continue;
+        }
+        // A comment before `#ifdef __cplusplus` documents the macro defined inside.
+        if t.starts_with("#if") || t.starts_with("#else") || t.starts_with("#endif") {
             continue;
         }
         if t.is_empty() || t.starts_with('#') || t.starts_with("extern \"C\"") || t.starts_with('}')

@@ -189,17 +189,31 @@ fn overview(h: &Header) -> String {
         }
     }
     out.push_str(".SH STATUS CODES\n");
-    for d in h
-        .items
-        .iter()
-        .filter(|i| i.kind == Kind::Define && !i.name.starts_with("YLOKH_VERSION"))
-    {
+    for d in h.statuses() {
         let _ = writeln!(
             out,
             ".TP\n.B {} ({})\n{}",
             escape(&d.name),
             escape(&d.code),
             prose(&d.doc.join(" "))
+        );
+    }
+    out.push_str(".SH MACROS\n");
+    for m in h.function_macros() {
+        let _ = writeln!(
+            out,
+            ".TP\n.B {}\n{}",
+            escape(&m.code),
+            prose(&m.doc.join(" "))
+        );
+    }
+    for v in h.version_macros() {
+        let _ = writeln!(
+            out,
+            ".TP\n.B {} {}\n{}",
+            escape(&v.name),
+            escape(&v.code),
+            prose(&v.doc.join(" "))
         );
     }
     out.push_str(".SH TYPES\n");

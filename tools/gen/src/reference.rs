@@ -1,6 +1,6 @@
 //! `docs/reference.md`: the header as a Markdown reference.
 
-use super::header::{group, since, summary, Header, Kind, GROUPS};
+use super::header::{group, section, since, summary, Header, GROUPS};
 use std::fmt::Write as _;
 use std::fs;
 use std::path::Path;
@@ -143,11 +143,7 @@ pub fn markdown(h: &Header, examples: &Examples) -> String {
     }
 
     md.push_str("## Status codes\n\n| Code | Value | Meaning |\n| --- | --- | --- |\n");
-    for d in h
-        .items
-        .iter()
-        .filter(|i| i.kind == Kind::Define && !i.name.starts_with("YLOKH_VERSION"))
-    {
+    for d in h.statuses() {
         let _ = writeln!(
             md,
             "| `{}` | {} | {} |",
@@ -157,11 +153,7 @@ pub fn markdown(h: &Header, examples: &Examples) -> String {
         );
     }
     md.push_str("\n## Version macros\n\n| Macro | Value | Meaning |\n| --- | --- | --- |\n");
-    for d in h
-        .items
-        .iter()
-        .filter(|i| i.kind == Kind::Define && i.name.starts_with("YLOKH_VERSION"))
-    {
+    for d in h.version_macros() {
         let meaning = if d.doc.is_empty() {
             "from Cargo.toml".to_owned()
         } else {
@@ -169,11 +161,17 @@ pub fn markdown(h: &Header, examples: &Examples) -> String {
         };
         let _ = writeln!(md, "| `{}` | `{}` | {} |", d.name, d.code, meaning);
     }
+    md.push_str("\n## Macros\n\n");
+    for m in h.function_macros() {
+        let _ = writeln!(md, "### `{}`\n", m.name);
+        md.push_str(&doc_markdown(&m.doc));
+        let _ = writeln!(md, "\n```c\n#define {}\n```\n", m.code);
+    }
     md
 }
 
-/// Problems with the documentation of the header's functions (no text, no "Since") and
-/// groups without an example.
+/// Problems with the documentation of the header's functions (no text, no "Since", no
+/// "# Returns" listing `YLOKH_OK` and the error statuses) and groups without an example.
 pub fn lint(h: &Header, examples: &Examples) -> Vec<String> {
     let mut problems = Vec::new();
     for f in h.functions() {
@@ -183,6 +181,28 @@ pub fn lint(h: &Header, examples: &Examples) -> Vec<String> {
         }
         if since(&f.doc).is_none() {
             problems.push(format!("{}: no \"Since X.Y.Z\"", f.name));
+        }
+        // What it returns, and for a status every status it can return: "# Returns" with
+        // YLOKH_OK first. (Any status function may also return YLOKH_E_INTERNAL; the
+        // conventions say so once.)
+        let returns_something = !f.code.trim_start().starts_with("void ");
+        match section(&f.doc, "Returns") {
+            None if returns_something => {
+                problems.push(format!("{}: no \"# Returns\" section", f.name))
+            }
+            Some(lines) if f.code.trim_start().starts_with("ylokh_status") => {
+                let first = lines.iter().find(|l| !l.trim().is_empty());
+                if !first.is_some_and(|l| l.starts_with("- `YLOKH_OK`")) {
+                    problems.push(format!(
+                        "{}: \"# Returns\" does not start with \"- `YLOKH_OK`: ...\"",
+                        f.name
+                    ));
+                }
+                if !lines.iter().any(|l| l.starts_with("- `YLOKH_E_")) {
+                    problems.push(format!("{}: \"# Returns\" names no error status", f.name));
+                }
+            }
+            _ => {}
         }
     }
     for g in groups_in_use(h) {
