@@ -12,7 +12,7 @@ Environment:
   BENCH_QUICK=1     a tenth of the tokens and calls, one run each: a smoke test, not numbers
   BENCH_RUNS=N      runs per client and workload for the native clients (default 5;
                     the Python clients get min(N, 3), and one run for workload 5)
-  BENCH_CLIENTS=a,b only these clients (curl raw ylokh async-openai openai requests)
+  BENCH_CLIENTS=a,b only these clients (curl raw ylokh ylokh-pull async-openai openai requests)
   BENCH_NO_WRITE=1  print the tables, leave BENCHMARKS.md and docs/bench.svg alone
   BENCH_NO_VALGRIND=1  skip the instruction and allocation counts
 
@@ -58,8 +58,16 @@ W3_CALLS_OPENAI = 300 // SCALE
 W4_STREAMS = 32
 W4_TOKENS = 5_000 // SCALE
 W5_TOKENS = 1_000_000 // SCALE
+# The pull API beside the callback API: 64 concurrent streams (64 threads with callbacks,
+# or ONE thread polling 64 stream descriptors), and the memory of many replies at once.
+W6_STREAMS = 64
+W6_TOKENS = 5_000 // SCALE
+W7_REPLIES = 1_000 // SCALE
+W7_TOKENS = 2_000
 
-ALL_CLIENTS = ["curl", "raw", "ylokh", "async-openai", "openai", "requests"]
+ALL_CLIENTS = ["curl", "raw", "ylokh", "ylokh-pull", "async-openai", "openai", "requests"]
+# The clients of workloads 6 and 7 (libylokh's two APIs).
+YLOKH_APIS = ["ylokh", "ylokh-pull"]
 CLIENTS = [c for c in os.environ.get("BENCH_CLIENTS", ",".join(ALL_CLIENTS)).split(",") if c]
 PYTHON_CLIENTS = {"openai", "requests"}
 
@@ -252,7 +260,7 @@ def run_curl(server, baseline, workload, tokens, calls, streams):
 def client_cmd(client, server, workload, tokens, calls, streams):
     args = ["--base-url", server.base, "--workload", workload, "--tokens", tokens,
             "--calls", calls, "--streams", streams]
-    if client in ("ylokh", "raw"):
+    if client in ("ylokh", "ylokh-pull", "raw"):
         return [BUILD / "ylokh_bench", "--client", client, *args]
     if client == "async-openai":
         return [AOA / "target" / "release" / "ylokh-bench-async-openai", *args]
@@ -297,10 +305,12 @@ def median_result(results):
     return m
 
 
-def run_workload(name, server, baseline, workload, tokens, calls=1, streams=1, calls_for=None):
+def run_workload(name, server, baseline, workload, tokens, calls=1, streams=1, calls_for=None,
+                 clients=None):
     log(f"== {name}")
-    plan = [(c, runs_for(c, workload)) for c in CLIENTS]
-    results = {c: [] for c in CLIENTS}
+    clients = [c for c in (clients or CLIENTS) if c in CLIENTS]
+    plan = [(c, runs_for(c, workload)) for c in clients]
+    results = {c: [] for c in clients}
     for rep in range(max(n for _, n in plan)):
         for client, n in plan:
             if rep < n:
@@ -310,6 +320,30 @@ def run_workload(name, server, baseline, workload, tokens, calls=1, streams=1, c
                     f"ttft {r['ttft_us']:.0f}us conns {r['connections']} reqs {r['requests']}")
                 results[client].append(r)
     return {c: median_result(rs) for c, rs in results.items() if rs}
+
+
+def run_scale(server):
+    """Workload 7: the resident memory of W7_REPLIES replies at once on one client, all
+    mid-stream when it is sampled (callbacks: every thread holds in its first token's
+    callback; pull: every stream has delivered a token and is not pulled further), minus
+    that of one reply, per reply."""
+    log("== workload 7: many replies at once")
+    out = {}
+    for client in [c for c in YLOKH_APIS if c in CLIENTS]:
+        per_reply, mids = [], []
+        for rep in range(min(RUNS, 3)):
+            one = run_one(client, server, None, "scale", W7_TOKENS, streams=1)
+            many = run_one(client, server, None, "scale", W7_TOKENS, streams=W7_REPLIES)
+            per = (many["rss_mid_kb"] - one["rss_mid_kb"]) / (W7_REPLIES - 1)
+            log(f"   {client:13} run {rep + 1}: one reply {one['rss_mid_kb']} KiB, "
+                f"{W7_REPLIES} replies {many['rss_mid_kb']} KiB: {per:.1f} KiB per reply")
+            per_reply.append(per)
+            mids.append((one["rss_mid_kb"], many["rss_mid_kb"], many["connections"]))
+        out[client] = {"per_reply_kb": statistics.median(per_reply),
+                       "one_kb": statistics.median(m[0] for m in mids),
+                       "many_kb": statistics.median(m[1] for m in mids),
+                       "connections": statistics.median(m[2] for m in mids)}
+    return out
 
 
 # ---------------------------------------------------------------------------------------
@@ -395,6 +429,7 @@ def label(client, v):
         "curl": f"curl {v['curl']} -sN (floor)",
         "raw": "raw socket read loop, C (reference)",
         "ylokh": f"libylokh {v['libylokh']} (C ABI)",
+        "ylokh-pull": f"libylokh {v['libylokh']} pull API (C ABI)",
         "async-openai": f"async-openai {v['async-openai']} (Rust, tokio)",
         "openai": f"openai {v['openai']} (Python SDK)",
         "requests": f"requests {v['requests']} iter_lines + json.loads",
@@ -489,6 +524,9 @@ def report(res, vg, v):
               "tasks; openai: `AsyncOpenAI` and `asyncio.gather`; requests: 32 threads, one session.")
     md.append("")
 
+    md.append("libylokh pull API: 32 streams pulled by ONE thread that `poll()`s their descriptors "
+              "(`ylokh_stream_fd`, then `ylokh_stream_next` with wait 0).")
+    md.append("")
     md.append(f"### Workload 5: peak memory while streaming {W5_TOKENS:,} tokens")
     md.append("")
     rows = []
@@ -500,6 +538,36 @@ def report(res, vg, v):
     md.append("Before: VmRSS just before the call, with the client built; after: VmHWM (the process's "
               "peak) when the call has returned. curl: its peak RSS for an empty reply, then for this one.")
     md.append("")
+
+    w6, w7 = res.get("w6", {}), res.get("w7", {})
+    if w6:
+        md.append(f"### Workload 6: {W6_STREAMS} concurrent streams of {W6_TOKENS:,} tokens: "
+                  f"{W6_STREAMS} threads with callbacks, or one thread with poll()")
+        md.append("")
+        rows = []
+        for c, r in w6.items():
+            rows.append([label(c, v), fmt(r["cpu_s"] / r["tokens"] * 1e6, 3), fmt(r["wall_s"], 3),
+                         f"{r['tokens'] / r['wall_s']:,.0f}" if r["wall_s"] else "–",
+                         fmt(mib(r["hwm_after_kb"]), 1), f"{r['connections']:.0f}"])
+        md.append(table(["client", "CPU µs/token", "wall s", "tokens/s (all streams)", "peak RSS MiB",
+                         "connections"], rows))
+        md.append("")
+    if w7:
+        md.append(f"### Workload 7: {W7_REPLIES:,} replies of {W7_TOKENS:,} tokens at once on one client")
+        md.append("")
+        rows = []
+        for c, r in w7.items():
+            rows.append([label(c, v), fmt(mib(r["one_kb"]), 1), fmt(mib(r["many_kb"]), 1),
+                         fmt(r["per_reply_kb"], 1)])
+        md.append(table(["client", "RSS, 1 reply MiB", f"RSS, {W7_REPLIES:,} replies MiB",
+                         "KiB per reply beyond the first"], rows))
+        md.append("")
+        md.append("Resident memory (VmRSS) sampled when every reply is mid-stream: with callbacks, "
+                  f"{W7_REPLIES:,} threads (256 KiB stacks) each hold in their first token's callback; "
+                  "with the pull API, one thread opens the streams and stops pulling each after its "
+                  "first token (so each stream's queue fills to its bound). A reply's thread stack "
+                  "(about 32 KiB touched) is counted in both.")
+        md.append("")
 
     if vg:
         md.append(f"### Instructions and heap allocations per token (valgrind)")
@@ -537,6 +605,17 @@ def report(res, vg, v):
             t.append(("W1: at least 4x less CPU than the requests loop", f"{per('requests') / y:.1f}x less", per("requests") / y >= 4))
         if per("async-openai"):
             t.append(("W1: less CPU than async-openai", f"{per('async-openai') / y:.1f}x less", y < per("async-openai")))
+    p1 = w1.get("ylokh-pull")
+    if y1 and p1:
+        a, b = y1["cpu_s"] / y1["tokens"], p1["cpu_s"] / p1["tokens"]
+        t.append(("W1: pull API CPU/token within 10% of the callback API's",
+                  f"{b * 1e6:.3f} vs {a * 1e6:.3f} µs ({(b / a - 1) * 100:+.0f}%)", b <= a * 1.1))
+    for c in YLOKH_APIS:
+        r = res.get("w7", {}).get(c)
+        if r:
+            t.append((f"W7 ({'pull' if c == 'ylokh-pull' else 'callbacks'}): at most 64 KiB of RSS "
+                      "per concurrent reply beyond the first", f"{r['per_reply_kb']:.1f} KiB",
+                      r["per_reply_kb"] <= 64))
     y2, c2 = w2.get("ylokh"), w2.get("curl")
     if y2:
         t.append(("W2: later calls reuse the pooled connection",
@@ -572,7 +651,7 @@ def chart(res, v):
     def num(x):
         return f"{x:,.0f}" if x >= 100 else f"{x:.3g}"
     width, left, right, bar, gap = 900, 330, 90, 22, 8
-    colors = {"ylokh": "#d9480f", "curl": "#495057", "raw": "#adb5bd"}
+    colors = {"ylokh": "#d9480f", "ylokh-pull": "#f08c00", "curl": "#495057", "raw": "#adb5bd"}
     y = 40
     parts = []
     for title, rows in panels:
@@ -640,6 +719,10 @@ def main():
             "w4": run_workload("workload 4: concurrent streams", server, baseline, "concurrent",
                                W4_TOKENS, streams=W4_STREAMS),
             "w5": run_memory(server, baseline),
+            "w6": run_workload(f"workload 6: {W6_STREAMS} concurrent streams, callbacks or poll()",
+                               server, baseline, "concurrent", W6_TOKENS, streams=W6_STREAMS,
+                               clients=YLOKH_APIS),
+            "w7": run_scale(server),
         }
         vg = valgrind_counts(server) if VALGRIND else None
     finally:

@@ -80,7 +80,7 @@ typedef enum ylokh_event_kind {
   YLOKH_EVENT_USAGE = 4,
   /**
    * A piece of the model's refusal to answer (`refusal`): `text`, to be appended like
-   * content. Since 0.2.0.
+   * content. Since 0.1.0.
    */
   YLOKH_EVENT_REFUSAL = 5
 } ylokh_event_kind;
@@ -107,6 +107,15 @@ typedef struct ylokh_client ylokh_client;
  * may be used on different threads at once, sharing one client).
  */
 typedef struct ylokh_conversation ylokh_conversation;
+
+/**
+ * A reply being received in the background, pulled event by event with
+ * `ylokh_stream_next`. Opaque.
+ *
+ * Use a stream from one thread at a time (any thread; different streams on different
+ * threads at once are fine). The request's cancel token may be triggered from any thread.
+ */
+typedef struct ylokh_stream ylokh_stream;
 
 /**
  * A status code. `YLOKH_OK` (0) is success; every other value has a message in
@@ -347,6 +356,12 @@ typedef void (*ylokh_log_cb)(void *userdata, const char *message, size_t len);
  */
 #define YLOKH_E_INTERNAL 10
 
+/**
+ * Not a failure: `ylokh_stream_next` found no event within its wait; try again later.
+ * `ylokh_last_error()` is left as it was.
+ */
+#define YLOKH_E_AGAIN 11
+
 #ifdef __cplusplus
 extern "C" {
 #endif  /* __cplusplus */
@@ -422,7 +437,8 @@ const struct ylokh_provider_info *ylokh_provider(void);
  * and no reason (llama-cpp-python, for requests it cut short): the call still returns
  * `YLOKH_OK`, and only this tells such a reply from one that stopped normally.
  *
- * Set by every chat function, `ylokh_chat_text` included. Thread-local. Since 0.1.0.
+ * Set by every chat function, `ylokh_chat_text` included, and by `ylokh_stream_next` when
+ * it reports a stream's end or failure. Thread-local. Since 0.1.0.
  *
  * # Returns
  * A NUL-terminated string owned by the library, valid until the next chat call on the same
@@ -552,6 +568,33 @@ ylokh_status ylokh_chat_text(struct ylokh_client *client,
                              const char *options_json,
                              char **out_text,
                              size_t *out_len);
+
+/**
+ * Like `ylokh_chat_text`, but returns the whole assistant message as one JSON object
+ * (what `ylokh_stream_message_json` gives at the end of a stream): `role`, `content`,
+ * `reasoning`, `refusal`, `tool_calls` (assembled: `id`, `type`, `function` `name` and
+ * `arguments`), `finish_reason` and `usage` (null when unknown). On success `*out_json`
+ * receives it, to release with `ylokh_string_free`, and `*out_len` (when not NULL) its
+ * length. On failure the outputs are untouched. Since 0.1.0.
+ *
+ * # Returns
+ * - `YLOKH_OK`: `*out_json` (and `*out_len`) hold the whole message.
+ * - `YLOKH_E_INVALID_ARGUMENT`: `client`, `messages_json` or `out_json` is NULL; one of the
+ *   strings is not UTF-8; the messages or the options have the wrong shape (see
+ *   `ylokh_chat`). Nothing was sent.
+ * - `YLOKH_E_CONNECT`, `YLOKH_E_TLS`, `YLOKH_E_TIMEOUT`, `YLOKH_E_HTTP_STATUS`,
+ *   `YLOKH_E_API`, `YLOKH_E_PROTOCOL`, `YLOKH_E_IO`: the call failed, as for
+ *   `ylokh_chat_text`.
+ *
+ * # Safety
+ * As `ylokh_chat_text`.
+ */
+ylokh_status ylokh_chat_message_json(struct ylokh_client *client,
+                                     const char *model,
+                                     const char *messages_json,
+                                     const char *options_json,
+                                     char **out_json,
+                                     size_t *out_len);
 
 /**
  * Sends every message of `conversation` and streams the reply to `on_token`. On success
@@ -1019,6 +1062,138 @@ ylokh_status ylokh_cancel_reset(const struct ylokh_cancel *cancel);
  * `cancel` is NULL or a live handle.
  */
 void ylokh_cancel_free(struct ylokh_cancel *cancel);
+
+/**
+ * Starts the request described by `request` and returns at once: connecting, sending
+ * and reading happen on a thread of the library's, never blocking this call. Its events
+ * are then pulled with `ylokh_stream_next`.
+ *
+ * - `request`: `model`, `messages_json` or `conversation` (exactly one), `options_json`
+ *   and `cancel` as for `ylokh_chat_ex`; `on_token`, `on_event` and `userdata` must be
+ *   NULL. The request and its strings are copied: free them whenever you like.
+ * - With `conversation`, its messages are sent, and the assistant's reply is appended to
+ *   it when `ylokh_stream_next` reports the normal end (never on failure or an early
+ *   close). The conversation must stay alive, and not be used elsewhere, until then or
+ *   until the stream is closed.
+ * - `cancel`: triggering it from any thread stops the stream within 100 ms; the next
+ *   `ylokh_stream_next` then returns `YLOKH_E_ABORTED`. The stream keeps what it needs of
+ *   the token, which may be freed after this call.
+ * - On success `*out_stream` receives the stream, to be released with
+ *   `ylokh_stream_close`. The stream keeps a snapshot of the client's settings and a
+ *   share of its connection pool, so it may outlive the client.
+ *
+ * Timeouts, the deadline and retries are as for `ylokh_chat` (retries happen only before
+ * the first event is delivered). The client's log callback, if set, runs on the stream's
+ * thread. Failures found here (bad arguments, an unreadable CA file) are returned now;
+ * everything else is reported by `ylokh_stream_next`. Since 0.1.0.
+ *
+ * # Returns
+ * - `YLOKH_OK`: `*out_stream` holds the new stream.
+ * - `YLOKH_E_INVALID_ARGUMENT`: `client`, `request` or `out_stream` is NULL;
+ *   `request->struct_size` is not the size of a `ylokh_request` of this or an older
+ *   version; `on_token` or `on_event` is set; not exactly one of `messages_json` and
+ *   `conversation` is set; a string is not UTF-8; the messages or the options have the
+ *   wrong shape (see `ylokh_chat`); or the client's CA file cannot be used. Nothing was
+ *   sent.
+ * - `YLOKH_E_IO`: the stream's thread could not be started.
+ *
+ * # Safety
+ * `client` is NULL or live; `request` is NULL or points to a readable `ylokh_request`
+ * (`struct_size` bytes) whose pointers obey the rules of `ylokh_chat_ex`; `out_stream` is
+ * NULL or writable.
+ */
+ylokh_status ylokh_stream_open(struct ylokh_client *client,
+                               const struct ylokh_request *request,
+                               struct ylokh_stream **out_stream);
+
+/**
+ * Waits at most `wait_ms` milliseconds (0: does not wait at all; `UINT64_MAX`: as long as
+ * it takes) for the next event of the reply.
+ *
+ * - `YLOKH_OK` with `*out_event` set: the next event (see `ylokh_event`). It and its
+ *   strings are owned by the stream and stay valid until the next call on this stream
+ *   (`ylokh_stream_next`, `ylokh_stream_close`).
+ * - `YLOKH_OK` with `*out_event` NULL: the reply ended normally (with a conversation, the
+ *   reply has now been appended to it; `ylokh_last_finish_reason()` says why it ended).
+ *   Later calls say the same.
+ * - `YLOKH_E_AGAIN`: no event within `wait_ms`; `ylokh_last_error()` is untouched.
+ * - Any other status: the reply failed, after the events already pulled;
+ *   `ylokh_last_error()` and `ylokh_last_http_status()` say why. Later calls return the
+ *   same status and message.
+ *
+ * With `wait_ms` 0 it never sleeps, so it may be called from a GUI or game loop;
+ * `ylokh_stream_fd` says when to call it. (It takes a lock the stream's thread holds for a
+ * few instructions at a time; in the rare case that thread was preempted while holding
+ * it, the call gives up after 0.2 ms with `YLOKH_E_AGAIN` and the descriptor stays
+ * readable.) Since 0.1.0.
+ *
+ * # Returns
+ * - `YLOKH_OK`: `*out_event` is the next event, or NULL at the normal end.
+ * - `YLOKH_E_AGAIN`: nothing within `wait_ms`; not a failure.
+ * - `YLOKH_E_INVALID_ARGUMENT`: `stream` or `out_event` is NULL.
+ * - Any status of `ylokh_chat_ex` from `YLOKH_E_ABORTED` on: the reply failed that way
+ *   (`YLOKH_E_ABORTED`: the request's cancel token was triggered).
+ *
+ * # Safety
+ * `stream` is NULL or live and not used by another thread meanwhile; `out_event` is NULL
+ * or writable.
+ */
+ylokh_status ylokh_stream_next(struct ylokh_stream *stream,
+                               uint64_t wait_ms,
+                               const struct ylokh_event **out_event);
+
+/**
+ * A file descriptor that is readable exactly when `ylokh_stream_next` would not wait
+ * (an event, the end or a failure is there), for poll/epoll/select or a GUI toolkit's
+ * fd watch. Watch it for reading only, and never read, write or close it: it belongs to
+ * the stream and is closed by `ylokh_stream_close`. Made on the first call, so streams
+ * read without it cost no descriptor.
+ *
+ * Returns -1 for NULL, where the platform has no such descriptor (Windows: call
+ * `ylokh_stream_next` with a wait instead, or with 0 from a timer), or when it could not
+ * be made (then `ylokh_last_error()` says why, e.g. too many open files). Since 0.1.0.
+ *
+ * # Returns
+ * The descriptor, the same for the stream's whole life; or -1 as above.
+ *
+ * # Safety
+ * `stream` is NULL or live.
+ */
+int ylokh_stream_fd(const struct ylokh_stream *stream);
+
+/**
+ * The assistant message put together from the events pulled so far, as one JSON object:
+ * `role` ("assistant"), `content`, `reasoning`, `refusal`, `tool_calls` (assembled from
+ * their pieces: `id`, `type`, `function` `name` and `arguments`; of id, type and name the
+ * first non-empty value is kept), `finish_reason` and `usage` (the server's object), each
+ * null when unknown so far. After `ylokh_stream_next` reported the end it is the whole
+ * reply, what openai-python's `get_final_completion()` gives. Only choice 0 is put
+ * together. On success `*out_json` receives it, to release with `ylokh_string_free`, and
+ * `*out_len` (when not NULL) its length. Never waits. Since 0.1.0.
+ *
+ * # Returns
+ * - `YLOKH_OK`: `*out_json` (and `*out_len`) hold the message.
+ * - `YLOKH_E_INVALID_ARGUMENT`: `stream` or `out_json` is NULL.
+ * - `YLOKH_E_INTERNAL`: out of memory.
+ *
+ * # Safety
+ * `stream` is NULL or live; `out_json` and `out_len` are NULL or writable.
+ */
+ylokh_status ylokh_stream_message_json(const struct ylokh_stream *stream,
+                                       char **out_json,
+                                       size_t *out_len);
+
+/**
+ * Ends a stream: if its reply is still running it is stopped and its connection dropped
+ * (a reply read to its end has already returned its connection to the client's pool);
+ * then everything the stream holds is released, its events and descriptor included.
+ * Returns within about 20 ms whatever the stream was doing. NULL does nothing; closing
+ * twice is undefined behaviour. Since 0.1.0.
+ *
+ * # Safety
+ * `stream` is NULL or a live stream not in use by another thread.
+ */
+void ylokh_stream_close(struct ylokh_stream *stream);
 
 #ifdef __cplusplus
 }  /* extern "C" */

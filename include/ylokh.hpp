@@ -20,6 +20,9 @@
  *   a ylokh::conversation by one thread at a time; ylokh::cancel_token::trigger() from any
  *   thread.
  *
+ * - Pulling instead of callbacks: `for (const ylokh::event &ev : client.stream(msgs))`, then
+ *   the final message with message_json() (see ylokh::stream).
+ *
  * Link with -lylokh (pkg-config --cflags --libs ylokh). Needs C++17. Since 0.1.0.
  */
 
@@ -37,6 +40,7 @@
 #include <cstdint>
 #include <exception>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <new>
 #include <optional>
@@ -265,6 +269,110 @@ private:
     ylokh_conversation *p_;
 };
 
+/// A reply pulled event by event (RAII over ylokh_stream), made by client::stream(). Movable,
+/// not copyable; use it from one thread at a time. Destroying it stops the reply if it is
+/// still running and frees everything.
+///
+///   for (const ylokh::event &ev : client.stream(R"([{"role":"user","content":"Hi"}])"))
+///       if (ev.kind == YLOKH_EVENT_CONTENT) std::cout << ev.text;
+///
+/// The loop blocks for each event and ends after the last one; a failure throws
+/// ylokh::error from the loop (after the events before it). An event's views are valid
+/// until the next event is pulled. For an event loop: fd() and next(0).
+class stream {
+public:
+    stream(stream &&other) noexcept
+        : p_(std::exchange(other.p_, nullptr)), current_(std::move(other.current_)) {}
+    stream &operator=(stream &&other) noexcept {
+        if (this != &other) {
+            ylokh_stream_close(p_);
+            p_ = std::exchange(other.p_, nullptr);
+            current_ = std::move(other.current_);
+        }
+        return *this;
+    }
+    stream(const stream &) = delete;
+    stream &operator=(const stream &) = delete;
+    ~stream() { ylokh_stream_close(p_); }
+
+    /// The next event, waiting at most `wait` (0: not at all). An event; std::nullopt with
+    /// ended() false when nothing came within the wait; std::nullopt with ended() true at
+    /// the end. Throws ylokh::error when the reply failed (every later call throws again).
+    std::optional<event> next(std::chrono::milliseconds wait = std::chrono::milliseconds::max()) {
+        const ylokh_event *e = nullptr;
+        const auto ms = wait.count() < 0 ? 0 : static_cast<std::uint64_t>(wait.count());
+        const ylokh_status st = ylokh_stream_next(p_, wait == std::chrono::milliseconds::max()
+                                                          ? UINT64_MAX
+                                                          : ms,
+                                                  &e);
+        if (st == YLOKH_E_AGAIN) return std::nullopt;
+        detail::check(st);
+        if (e == nullptr) {
+            ended_ = true;
+            return std::nullopt;
+        }
+        return event(*e);
+    }
+    /// The reply ended normally (next() said so).
+    bool ended() const noexcept { return ended_; }
+    /// Readable when next() would not wait (poll/epoll/select); -1 where there is none.
+    int fd() const noexcept { return ylokh_stream_fd(p_); }
+    /// The assistant message put together so far (the whole reply once ended()), as JSON:
+    /// content, reasoning, refusal, tool_calls, finish_reason, usage.
+    std::string message_json() const {
+        char *json = nullptr;
+        std::size_t len = 0;
+        detail::check(ylokh_stream_message_json(p_, &json, &len));
+        detail::owned_string owned(json);
+        return std::string(owned.get(), len);
+    }
+    ylokh_stream *get() const noexcept { return p_; }
+
+    /// An input iterator over the events (blocking for each).
+    class iterator {
+    public:
+        using iterator_category = std::input_iterator_tag;
+        using value_type = event;
+        using difference_type = std::ptrdiff_t;
+        using pointer = const event *;
+        using reference = const event &;
+
+        iterator() noexcept = default;
+        reference operator*() const noexcept { return *s_->current_; }
+        pointer operator->() const noexcept { return &*s_->current_; }
+        iterator &operator++() {
+            s_->current_ = s_->next();
+            if (!s_->current_) s_ = nullptr;
+            return *this;
+        }
+        friend bool operator==(const iterator &a, const iterator &b) noexcept {
+            return a.s_ == b.s_;
+        }
+        friend bool operator!=(const iterator &a, const iterator &b) noexcept {
+            return a.s_ != b.s_;
+        }
+
+    private:
+        friend class stream;
+        explicit iterator(stream *s) noexcept : s_(s) {}
+        stream *s_ = nullptr;
+    };
+
+    /// Pulls the first event (blocking); iterate once.
+    iterator begin() {
+        iterator it(this);
+        return ++it;
+    }
+    iterator end() noexcept { return iterator(); }
+
+private:
+    friend class client;
+    explicit stream(ylokh_stream *p) noexcept : p_(p) {}
+    ylokh_stream *p_;
+    std::optional<event> current_;
+    bool ended_ = false;
+};
+
 /// A chat client (RAII over ylokh_client): settings and a pool of keep-alive connections.
 /// Movable, not copyable; one client may be used by many threads at once.
 class client {
@@ -420,7 +528,51 @@ public:
         return text;
     }
 
+    /// Starts a reply to pull event by event (see ylokh::stream); returns at once.
+    ylokh::stream stream(const std::string &messages_json, const chat_options &opts = {}) {
+        return open(messages_json.c_str(), nullptr, opts);
+    }
+    ylokh::stream stream(const std::vector<message> &messages, const chat_options &opts = {}) {
+        return stream(ylokh::messages_json(messages), opts);
+    }
+    /// With a conversation: the reply is appended to it when the stream ends normally. The
+    /// conversation must outlive the stream.
+    ylokh::stream stream(conversation &conv, const chat_options &opts = {}) {
+        return open(nullptr, conv.get(), opts);
+    }
+
+    /// The whole assistant message as JSON: content, reasoning, refusal, tool_calls (id,
+    /// type, function name and arguments), finish_reason, usage.
+    std::string chat_message_json(const std::string &messages_json,
+                                  const chat_options &opts = {}) {
+        char *json = nullptr;
+        std::size_t len = 0;
+        detail::check(ylokh_chat_message_json(
+            p_, opts.model.empty() ? nullptr : opts.model.c_str(), messages_json.c_str(),
+            opts.options_json.empty() ? nullptr : opts.options_json.c_str(), &json, &len));
+        detail::owned_string owned(json);
+        return std::string(owned.get(), len);
+    }
+    std::string chat_message_json(const std::vector<message> &messages,
+                                  const chat_options &opts = {}) {
+        return chat_message_json(ylokh::messages_json(messages), opts);
+    }
+
 private:
+    ylokh::stream open(const char *messages_json, ylokh_conversation *conv,
+                       const chat_options &opts) {
+        ylokh_request req{};
+        req.struct_size = sizeof req;
+        req.model = opts.model.empty() ? nullptr : opts.model.c_str();
+        req.messages_json = messages_json;
+        req.options_json = opts.options_json.empty() ? nullptr : opts.options_json.c_str();
+        req.conversation = conv;
+        req.cancel = opts.cancel != nullptr ? opts.cancel->get() : nullptr;
+        ylokh_stream *s = nullptr;
+        detail::check(ylokh_stream_open(p_, &req, &s));
+        return ylokh::stream(s);
+    }
+
     static void log_trampoline(void *userdata, const char *line, std::size_t len) noexcept {
         try {
             (*static_cast<std::function<void(std::string_view)> *>(userdata))(

@@ -229,23 +229,14 @@ impl Client {
         cancel: Option<&CancelToken>,
         on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
     ) -> Result<(), Error> {
-        let Some(_guard) = CallGuard::enter(cancel.map(CancelToken::flag)) else {
-            return Err(Error::invalid(
-                "a chat cannot be started from inside a callback of another chat on the same thread",
-            ));
-        };
+        self.prepare()?.chat(request, cancel, on_event)
+    }
+
+    /// What a call needs from the client, taken now: the pull API runs it on a worker
+    /// thread that must not depend on the client staying alive.
+    pub(crate) fn prepare(&self) -> Result<PreparedCall, Error> {
         let (settings, agent) = self.snapshot()?;
-        let call = Call {
-            secrets: settings.secrets(),
-            settings: &settings,
-            agent: &agent,
-            started: Instant::now(),
-        };
-        let result = call.run(request, cancel, on_event);
-        if let Err(e) = &result {
-            call.log(|| format!("failed after {}: {e}", call.elapsed()));
-        }
-        result.map_err(|e| redact(e, &call.secrets))
+        Ok(PreparedCall { settings, agent })
     }
 
     /// Only the answer's text (choice 0), one piece at a time.
@@ -280,6 +271,47 @@ impl Client {
     }
 }
 
+/// A snapshot of a client's settings and connection pool, ready to run calls.
+pub(crate) struct PreparedCall {
+    settings: Arc<Settings>,
+    agent: Agent,
+}
+
+impl PreparedCall {
+    /// [`Client::chat_with_cancel`] on this snapshot.
+    pub(crate) fn chat(
+        &self,
+        request: &ChatRequest,
+        cancel: Option<&CancelToken>,
+        on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
+    ) -> Result<(), Error> {
+        let Some(_guard) = CallGuard::enter(cancel.map(CancelToken::flag)) else {
+            return Err(Error::invalid(
+                "a chat cannot be started from inside a callback of another chat on the same thread",
+            ));
+        };
+        let call = Call {
+            secrets: self.settings.secrets(),
+            settings: &self.settings,
+            agent: &self.agent,
+            started: Instant::now(),
+        };
+        let result = call.run(request, cancel, on_event);
+        if let Err(e) = &result {
+            call.log(|| format!("failed after {}: {e}", call.elapsed()));
+        }
+        result.map_err(|e| redact(e, &call.secrets))
+    }
+}
+
+/// The input buffer of each connection (ureq's default is 128 KiB): a read fills it, so
+/// it holds about 60 events. The response head must fit in it: it is also the limit of
+/// the head's size (nginx's own default for an upstream's head is 4 or 8 KiB).
+const INPUT_BUFFER: usize = 16 * 1024;
+/// The output buffer of each connection (ureq's default is 128 KiB): the request head
+/// must fit in it; the body goes through it in pieces.
+const OUTPUT_BUFFER: usize = 8 * 1024;
+
 fn build_agent(settings: &Settings) -> Result<Agent, Error> {
     let proxy = match &settings.proxy {
         Some(url) => {
@@ -305,6 +337,12 @@ fn build_agent(settings: &Settings) -> Result<Agent, Error> {
         // Several threads streaming at once each keep a connection to the same host.
         .max_idle_connections(64)
         .max_idle_connections_per_host(32)
+        // ureq's 128 KiB per direction would be most of the memory of a reply.
+        .input_buffer_size(INPUT_BUFFER)
+        // Below the buffer, so that a head filling it is reported as too large (ureq
+        // compares with "greater than").
+        .max_response_header_size(INPUT_BUFFER - 1)
+        .output_buffer_size(OUTPUT_BUFFER)
         .user_agent(concat!("libylokh/", env!("CARGO_PKG_VERSION")))
         .build();
     Ok(transport::agent(config))

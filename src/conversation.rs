@@ -86,8 +86,14 @@ impl Conversation {
             reply.apply(&event);
             on_event(event)
         })?;
-        self.messages.push(reply.to_history());
+        self.push_reply(&reply);
         Ok(())
+    }
+
+    /// Appends an assistant's reply as [`Message::to_history`] makes it (a pull stream's,
+    /// once it ended normally).
+    pub fn push_reply(&mut self, reply: &Message) {
+        self.messages.push(reply.to_history());
     }
 }
 

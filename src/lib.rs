@@ -25,6 +25,7 @@ mod conversation;
 mod error;
 pub mod ffi;
 mod message;
+mod pull;
 mod reply;
 mod request;
 mod settings;
@@ -38,6 +39,7 @@ pub use client::Client;
 pub use conversation::Conversation;
 pub use error::{Error, ErrorKind};
 pub use message::{Message, ToolCall};
+pub use pull::{OwnedEvent, Pulled, Stream};
 pub use request::{parse_messages, parse_options, ChatRequest, DEFAULT_MODEL};
 pub use settings::{
     Logger, Settings, Trust, DEFAULT_BASE_URL, DEFAULT_MAX_EVENT_BYTES, DEFAULT_MAX_RETRIES,

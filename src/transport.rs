@@ -25,6 +25,9 @@ use ureq::{Agent, Error};
 
 /// How often a waiting call looks at its cancel flag.
 pub const CANCEL_POLL: Duration = Duration::from_millis(20);
+/// How long a call with a before-wait hook looks for input before running the hook: a
+/// stream's events are handed over at most this much later than they were read.
+const FIRST_LOOK: Duration = Duration::from_micros(200);
 /// After `[DONE]`, how long to wait for the end of the body so the connection can be reused.
 /// A server or proxy that keeps the body open after `[DONE]` costs at most this much.
 pub const DRAIN_WAIT: Duration = Duration::from_millis(10);
@@ -55,6 +58,30 @@ thread_local! {
     static DRAIN_UNTIL: Cell<Option<Instant>> = const { Cell::new(None) };
     /// Set when this thread opened a new connection (rather than reusing a pooled one).
     static OPENED: Cell<bool> = const { Cell::new(false) };
+    /// Run when a call is about to wait for input that is not there yet: a stream's worker
+    /// publishes the events it holds there, so none waits behind a silent socket. (Only
+    /// calls with a cancel flag look for it; a stream always has one.)
+    static BEFORE_WAIT: RefCell<Option<Box<dyn FnMut()>>> = const { RefCell::new(None) };
+}
+
+/// Sets (or removes) what this thread runs each time a call is about to wait for input
+/// that has not arrived yet.
+pub fn set_before_wait(hook: Option<Box<dyn FnMut()>>) {
+    BEFORE_WAIT.with(|h| *h.borrow_mut() = hook);
+}
+
+fn has_before_wait() -> bool {
+    BEFORE_WAIT.with(|h| h.try_borrow().is_ok_and(|h| h.is_some()))
+}
+
+fn before_wait() {
+    BEFORE_WAIT.with(|h| {
+        if let Ok(mut hook) = h.try_borrow_mut() {
+            if let Some(hook) = hook.as_mut() {
+                hook();
+            }
+        }
+    });
 }
 
 /// Whether a new connection was opened on this thread since the last call; clears it.
@@ -305,6 +332,9 @@ impl Transport for CallTransport {
         // the caller's own budget (idle timeout, deadline) is kept across the slices.
         let budget = timeout.for_read();
         let started = Instant::now();
+        // With a before-wait hook, look for input briefly first: it runs only when the
+        // input is really not there yet, not before every read of a busy stream.
+        let mut hook_pending = has_before_wait();
         loop {
             if cancelled() == Some(true) {
                 return Err(Error::Other(Box::new(Cancelled)));
@@ -317,13 +347,22 @@ impl Transport for CallTransport {
             if left.is_zero() {
                 return Err(Error::Timeout(budget.reason));
             }
+            let slice_length = if hook_pending {
+                FIRST_LOOK
+            } else {
+                CANCEL_POLL
+            };
             let slice = NextTimeout {
-                after: time::Duration::from(left.min(CANCEL_POLL)),
+                after: time::Duration::from(left.min(slice_length)),
                 reason: budget.reason,
                 per_read: None,
                 per_write: timeout.per_write,
             };
             match self.inner.await_input(slice) {
+                Err(Error::Timeout(_)) if hook_pending => {
+                    hook_pending = false;
+                    before_wait();
+                }
                 Err(Error::Timeout(_)) => continue,
                 other => return other,
             }

@@ -11,6 +11,9 @@
 //! Run with `cargo test --test c_api`. Needs a C compiler (`cc`, or `$CC`).
 
 mod common;
+/// The pull API's C tests (tests/c/test_stream.c).
+#[path = "c_api/stream.rs"]
+mod pull_stream;
 
 use common::process::{manifest_dir, profile_dir, run_bounded, Outcome, SCRUBBED_ENV};
 use common::*;
@@ -155,8 +158,10 @@ fn program(name: &str) -> PathBuf {
             (format!("tests/c/{name}.c"), Link::Shared)
         }
         "test_soak_sanitized" => ("tests/c/test_soak.c".to_owned(), Link::Sanitized),
+        "test_stream" => ("tests/c/test_stream.c".to_owned(), Link::Shared),
+        "test_stream_sanitized" => ("tests/c/test_stream.c".to_owned(), Link::Sanitized),
         "test_basic_static" => ("tests/c/test_basic.c".to_owned(), Link::Static),
-        "chat" | "multiturn" | "cancel" => (format!("examples-c/{name}.c"), Link::Shared),
+        "chat" | "multiturn" | "cancel" | "poll" => (format!("examples-c/{name}.c"), Link::Shared),
         // The reference's examples (docs/examples/, one per group of functions).
         doc if doc.starts_with("doc_") => (format!("docs/examples/{}.c", &doc[4..]), Link::Shared),
         _ => panic!("unknown C program {name}"),
@@ -688,7 +693,7 @@ fn free_functions_accept_null() {
 #[test]
 fn every_status_has_a_description() {
     let out = pass("test_basic", "status_str", &closed_url(), &[]);
-    assert_eq!(out.lines("STATUS").len(), 11, "{}", out.show());
+    assert_eq!(out.lines("STATUS").len(), 12, "{}", out.show());
 }
 
 #[test]

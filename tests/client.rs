@@ -725,7 +725,11 @@ fn status_strings_version_and_provider_facts() {
         let s = text(ylokh_status_str(status));
         assert!(!s.is_empty() && s != "unknown status", "{status}");
     }
-    assert_eq!(text(ylokh_status_str(11)), "unknown status");
+    assert_eq!(
+        text(ylokh_status_str(YLOKH_E_AGAIN)),
+        "nothing yet, try again"
+    );
+    assert_eq!(text(ylokh_status_str(12)), "unknown status");
     assert_eq!(text(ylokh_status_str(-5)), "unknown status");
     assert_eq!(text(ylokh_version()), env!("CARGO_PKG_VERSION"));
     // SAFETY: static data.

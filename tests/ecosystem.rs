@@ -1013,6 +1013,20 @@ fn cpp_streams_tokens_to_lambdas_function_objects_and_std_function() {
 }
 
 #[test]
+fn cpp_stream_range_for_message_conversation_and_failure() {
+    let server = Server::start(|req| {
+        if req.json()["messages"].to_string().contains("\"fail\"") {
+            return Script::json(500, &error_json("broken", "server_error"));
+        }
+        Script::sse(&sse_stream(&["Hel", "lo"]), Framing::ChunkedEvery(40))
+    });
+    let out = cpp_case("pull", &server.base_url());
+    let message: serde_json::Value = serde_json::from_str(out.line("MESSAGE")).unwrap();
+    assert_eq!(message["content"], json!("Hello"));
+    assert_eq!(message["tool_calls"], json!([]));
+}
+
+#[test]
 fn cpp_callback_returning_false_stops_the_reply() {
     let server = hello_server();
     cpp_case("stop", &server.base_url());

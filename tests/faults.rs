@@ -778,7 +778,8 @@ fn an_endless_head_is_refused_after_a_bounded_read() {
         "the client hung up: {:?}",
         reports[0]
     );
-    // The head limit is 64 KiB; the rest is what the socket buffers took.
+    // The head limit is 16 KiB (the connection's input buffer); the rest is what the
+    // socket buffers took.
     assert!(
         reports[0].written < 16 * MIB,
         "the server wrote {} KiB",

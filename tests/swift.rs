@@ -43,6 +43,10 @@ const SWIFT_TESTS: &[&str] = &[
     "cancellingTheTaskStopsTheRequest()",
     "conversationKeepsTheHistory()",
     "versionOfTheLoadedLibrary()",
+    "eventsArriveInOrderWithTheWholeMessage()",
+    "eventsThrowTheHTTPErrorAsYlokhError()",
+    "breakingOutOfTheEventsClosesTheStream()",
+    "cancellingTheTaskStopsTheEvents()",
 ];
 
 fn work_dir() -> PathBuf {
@@ -204,8 +208,15 @@ fn swift_package_builds_in_swift_6_mode_and_passes_its_tests() {
     let (stall, probe) = stall_and_probe();
     let (stall_task, probe_task) = stall_and_probe();
     let echo = Server::echo();
+    // The pull API's servers (swift/Tests/YlokhTests/EventsTests.swift).
+    let events = Server::always(Script::sse(&sse_stream(&tokens), Framing::ChunkedEvery(5)));
+    let events_error = Server::always(Script::json(404, &error_json("no such model", "x")));
+    let events_stall = Server::always(three_then_stall());
 
     let out = swift_test(&[
+        ("EVENTS", events.base_url()),
+        ("EVENTS_ERROR", events_error.base_url()),
+        ("EVENTS_STALL", events_stall.base_url()),
         ("STREAM", stream.base_url()),
         ("ERROR", error.base_url()),
         ("CLOSED", closed_url()),
@@ -240,6 +251,14 @@ fn swift_package_builds_in_swift_6_mode_and_passes_its_tests() {
     assert_eq!(error.requests().len(), 2, "no retry after a 404");
     assert!(stall.client_disconnects() >= 1);
     assert!(stall_task.client_disconnects() >= 1);
+    // Breaking out of the events and cancelling their task both hung up.
+    assert!(
+        events_stall.wait_until(Duration::from_secs(5), |s| s.client_disconnects() >= 2),
+        "the pull streams were not closed: {} hang-ups",
+        events_stall.client_disconnects()
+    );
+    assert_eq!(events.requests().len(), 1);
+    assert_eq!(events_error.requests().len(), 1, "no retry after a 404");
     let echoed: Vec<_> = echo
         .requests()
         .iter()

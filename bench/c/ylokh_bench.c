@@ -1,12 +1,17 @@
 /*
  * Benchmark client: libylokh through its C ABI, and a raw-socket floor.
  *
- *   ylokh_bench --client ylokh|raw --base-url URL --workload W [--tokens N]
+ *   ylokh_bench --client ylokh|ylokh-pull|raw --base-url URL --workload W [--tokens N]
  *               [--calls K] [--streams S]
  *
  * Workloads: stream (one reply of N tokens), seq (K replies of N tokens on one client),
  * seqnew (K replies, a new client per call), concurrent (S threads each streaming N
- * tokens at once on one shared client).
+ * tokens at once on one shared client; for ylokh-pull, S streams pulled by ONE thread
+ * that poll()s their descriptors), scale (S replies of N tokens on one client, all
+ * mid-stream at once when the RSS is sampled: rss_mid_kb).
+ *
+ * ylokh-pull uses the pull API: ylokh_stream_open, then ylokh_stream_next waiting for
+ * each event (or, for concurrent and scale, poll() on ylokh_stream_fd and next with wait 0).
  *
  * Prints one JSON line: calls, tokens and bytes received (content tokens for ylokh; for
  * raw, HTTP body bytes), cpu_s (getrusage RUSAGE_SELF, user + system, around the calls
@@ -23,6 +28,7 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -95,6 +101,105 @@ static void ylokh_call(ylokh_client *client, struct call *c) {
     }
 }
 
+static int is_pull(void) { return strcmp(client_kind, "ylokh-pull") == 0; }
+
+static ylokh_stream *pull_open(ylokh_client *client) {
+    ylokh_request req;
+    ylokh_stream *s = NULL;
+    memset(&req, 0, sizeof req);
+    req.struct_size = sizeof req;
+    req.model = MODEL;
+    req.messages_json = MESSAGES;
+    req.options_json = options;
+    if (ylokh_stream_open(client, &req, &s) != YLOKH_OK) {
+        fprintf(stderr, "ylokh_stream_open: %s\n", ylokh_last_error());
+        exit(1);
+    }
+    return s;
+}
+
+/* Takes what ylokh_stream_next gave: 1 while the stream goes on, 0 at its end. */
+static int pull_take(struct call *c, ylokh_status st, const ylokh_event *e) {
+    if (st == YLOKH_E_AGAIN) return 1;
+    if (st != YLOKH_OK) {
+        fprintf(stderr, "ylokh_stream_next: %s: %s\n", ylokh_status_str(st), ylokh_last_error());
+        exit(1);
+    }
+    if (e == NULL) {
+        c->total = now_s() - c->start;
+        return 0;
+    }
+    if (e->kind == YLOKH_EVENT_CONTENT && e->choice == 0) on_token(c, e->text, e->text_len);
+    return 1;
+}
+
+static void pull_call(ylokh_client *client, struct call *c) {
+    const ylokh_event *e = NULL;
+    c->start = now_s();
+    ylokh_stream *s = pull_open(client);
+    for (;;) {
+        ylokh_status st = ylokh_stream_next(s, UINT64_MAX, &e);
+        if (!pull_take(c, st, e)) break;
+    }
+    ylokh_stream_close(s);
+}
+
+/* S streams from this one thread: poll() on their descriptors, drain each ready one with
+ * wait 0. With `mid`, first wait until every stream has delivered a token and sample the
+ * RSS then (*mid). */
+static void pull_poll(ylokh_client *client, struct call *cs, long n, long *mid) {
+    ylokh_stream **s = calloc((size_t)n, sizeof *s);
+    struct pollfd *fds = calloc((size_t)n, sizeof *fds);
+    long *map = calloc((size_t)n, sizeof *map);
+    long left = n, started = 0;
+    for (long i = 0; i < n; i++) {
+        cs[i].start = now_s();
+        s[i] = pull_open(client);
+    }
+    while (left > 0) {
+        long k = 0;
+        for (long i = 0; i < n; i++) {
+            if (s[i] == NULL || (mid && started < n && cs[i].tokens > 0)) continue;
+            fds[k].fd = ylokh_stream_fd(s[i]);
+            fds[k].events = POLLIN;
+            map[k++] = i;
+        }
+        if (mid && started == n) {
+            *mid = status_kb("VmRSS:");
+            started = n + 1; /* sampled once */
+            continue;
+        }
+        if (poll(fds, (nfds_t)k, -1) < 0) {
+            perror("poll");
+            exit(1);
+        }
+        for (long j = 0; j < k; j++) {
+            long i = map[j];
+            const ylokh_event *e = NULL;
+            if (!(fds[j].revents & POLLIN)) continue;
+            for (;;) {
+                int had = cs[i].tokens > 0;
+                ylokh_status st = ylokh_stream_next(s[i], 0, &e);
+                if (st == YLOKH_E_AGAIN) break;
+                if (!pull_take(&cs[i], st, e)) {
+                    ylokh_stream_close(s[i]);
+                    s[i] = NULL;
+                    left--;
+                    break;
+                }
+                /* Hold each stream after its first token until all have one. */
+                if (mid && started < n && !had && cs[i].tokens > 0) {
+                    started++;
+                    break;
+                }
+            }
+        }
+    }
+    free(s);
+    free(fds);
+    free(map);
+}
+
 static ylokh_client *new_client(void) {
     ylokh_client *c = ylokh_client_new();
     if (!c || ylokh_client_set_base_url(c, base_url) != YLOKH_OK ||
@@ -139,7 +244,11 @@ static void raw_init(struct raw *r) {
 }
 
 static void raw_call(struct raw *r, struct call *c, int reuse) {
-    static __thread char buf[64 * 1024];
+    /* On the heap: a thread-local buffer would be in every thread's static TLS, which
+     * glibc zeroes (so makes resident) for each thread the process starts, libylokh's
+     * stream threads included. */
+    char *buf = malloc(64 * 1024);
+    if (buf == NULL) abort();
     c->start = now_s();
     if (r->fd < 0 || !reuse) {
         if (r->fd >= 0)
@@ -158,7 +267,7 @@ static void raw_call(struct raw *r, struct call *c, int reuse) {
     }
     char tail[8] = {0};
     for (;;) {
-        ssize_t n = read(r->fd, buf, sizeof buf);
+        ssize_t n = read(r->fd, buf, 64 * 1024);
         if (n <= 0) {
             fprintf(stderr, "raw: connection ended early\n");
             exit(1);
@@ -177,6 +286,7 @@ static void raw_call(struct raw *r, struct call *c, int reuse) {
             break;
     }
     c->total = now_s() - c->start;
+    free(buf);
     if (!reuse) {
         close(r->fd);
         r->fd = -1;
@@ -193,6 +303,32 @@ struct thread_arg {
 /* All threads start their call at once, so that the streams really run concurrently. */
 static pthread_barrier_t start_line;
 
+/* scale: every thread's callback waits here after its first token until the main thread
+ * has sampled the RSS, so that all replies are mid-stream at once. */
+static pthread_barrier_t all_started, sampled;
+
+static int on_token_hold(void *userdata, const char *token, size_t len) {
+    struct call *c = userdata;
+    if (c->tokens == 0) {
+        pthread_barrier_wait(&all_started);
+        pthread_barrier_wait(&sampled);
+    }
+    return on_token(userdata, token, len);
+}
+
+static void *scale_thread(void *p) {
+    struct thread_arg *t = p;
+    struct call *c = &t->call;
+    c->start = now_s();
+    ylokh_status st = ylokh_chat(t->client, MODEL, MESSAGES, options, on_token_hold, c);
+    c->total = now_s() - c->start;
+    if (st != YLOKH_OK) {
+        fprintf(stderr, "ylokh_chat: %s: %s\n", ylokh_status_str(st), ylokh_last_error());
+        exit(1);
+    }
+    return NULL;
+}
+
 static void *stream_thread(void *p) {
     struct thread_arg *t = p;
     pthread_barrier_wait(&start_line);
@@ -204,6 +340,14 @@ static void *stream_thread(void *p) {
         ylokh_call(t->client, &t->call);
     }
     return NULL;
+}
+
+/* Calls of the chosen ylokh API. */
+static void api_call(ylokh_client *client, struct call *c) {
+    if (is_pull())
+        pull_call(client, c);
+    else
+        ylokh_call(client, c);
 }
 
 static int cmp_double(const void *a, const void *b) {
@@ -246,8 +390,17 @@ int main(int argc, char **argv) {
     snprintf(options, sizeof options, "{\"max_tokens\":%ld}", tokens);
     int raw = strcmp(client_kind, "raw") == 0;
     int is_seq = !strcmp(workload, "seq"), is_seqnew = !strcmp(workload, "seqnew");
-    int is_conc = !strcmp(workload, "concurrent");
-    long n = is_seq || is_seqnew ? calls : is_conc ? streams : 1;
+    int is_conc = !strcmp(workload, "concurrent"), is_scale = !strcmp(workload, "scale");
+    long n = is_seq || is_seqnew ? calls : is_conc || is_scale ? streams : 1;
+    long rss_mid = 0;
+    {
+        /* A thousand replies need a few thousand descriptors. */
+        struct rlimit rl;
+        if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+            rl.rlim_cur = rl.rlim_max;
+            setrlimit(RLIMIT_NOFILE, &rl);
+        }
+    }
     struct call *cs = calloc((size_t)n, sizeof *cs);
     struct thread_arg *ts = calloc((size_t)n, sizeof *ts);
     pthread_t *th = calloc((size_t)n, sizeof *th);
@@ -260,7 +413,31 @@ int main(int argc, char **argv) {
 
     long rss_before = status_kb("VmRSS:");
     double c0 = cpu_s(), w0 = now_s();
-    if (is_conc) {
+    if (is_scale && is_pull()) {
+        pull_poll(client, cs, n, &rss_mid);
+    } else if (is_scale) {
+        pthread_attr_t attr;
+        pthread_attr_init(&attr);
+        pthread_attr_setstacksize(&attr, 256 * 1024);
+        pthread_barrier_init(&all_started, NULL, (unsigned)n + 1);
+        pthread_barrier_init(&sampled, NULL, (unsigned)n + 1);
+        for (long i = 0; i < n; i++) {
+            ts[i].client = client;
+            if (pthread_create(&th[i], &attr, scale_thread, &ts[i]) != 0) {
+                fprintf(stderr, "pthread_create failed at %ld\n", i);
+                exit(1);
+            }
+        }
+        pthread_barrier_wait(&all_started);
+        rss_mid = status_kb("VmRSS:");
+        pthread_barrier_wait(&sampled);
+        for (long i = 0; i < n; i++) {
+            pthread_join(th[i], NULL);
+            cs[i] = ts[i].call;
+        }
+    } else if (is_conc && is_pull()) {
+        pull_poll(client, cs, n, NULL);
+    } else if (is_conc) {
         pthread_barrier_init(&start_line, NULL, (unsigned)n);
         for (long i = 0; i < n; i++) {
             ts[i].client = client;
@@ -276,10 +453,10 @@ int main(int argc, char **argv) {
                 raw_call(&r, &cs[i], !is_seqnew);
             } else if (is_seqnew) {
                 ylokh_client *c = new_client();
-                ylokh_call(c, &cs[i]);
+                api_call(c, &cs[i]);
                 ylokh_client_free(c);
             } else {
-                ylokh_call(client, &cs[i]);
+                api_call(client, &cs[i]);
             }
         }
     }
@@ -292,9 +469,9 @@ int main(int argc, char **argv) {
     }
     printf("{\"client\":\"%s\",\"calls\":%ld,\"tokens\":%ld,\"bytes\":%ld,\"cpu_s\":%.6f,"
            "\"wall_s\":%.6f,\"ttft_us\":%.1f,\"call_us\":%.1f,\"rss_before_kb\":%ld,"
-           "\"hwm_after_kb\":%ld}\n",
+           "\"hwm_after_kb\":%ld,\"rss_mid_kb\":%ld}\n",
            client_kind, n, total_tokens, total_bytes, cpu, wall, median_of(cs, n, 1),
-           median_of(cs, n, 0), rss_before, hwm_after);
+           median_of(cs, n, 0), rss_before, hwm_after, rss_mid);
     if (client)
         ylokh_client_free(client);
     free(cs);

@@ -10,7 +10,7 @@ use super::conversation::ylokh_conversation;
 use super::strings::hand_out_string;
 use super::{guard, guard_value, handle, opt_str, req_str, ylokh_status};
 use crate::cancel::CancelToken;
-use crate::chunk::Event;
+use crate::chunk::{Event, ANSWER_CHOICE};
 use crate::client::Client;
 use crate::error::Error;
 use crate::request::{self, ChatRequest};
@@ -51,7 +51,7 @@ pub enum ylokh_event_kind {
     /// whole usage JSON object as sent (for details such as cached tokens).
     YLOKH_EVENT_USAGE = 4,
     /// A piece of the model's refusal to answer (`refusal`): `text`, to be appended like
-    /// content. Since 0.2.0.
+    /// content. Since 0.1.0.
     YLOKH_EVENT_REFUSAL = 5,
 }
 
@@ -227,7 +227,11 @@ fn run_chat(
     set_last_finish_reason(None);
     let mut finish = None;
     let mut deliver = |event: Event<'_>| {
-        if let Event::Finish { choice: 0, reason } = event {
+        if let Event::Finish {
+            choice: ANSWER_CHOICE,
+            reason,
+        } = event
+        {
             finish = Some(reason.to_owned());
         }
         callbacks.deliver(event)
@@ -252,7 +256,7 @@ thread_local! {
     static LAST_FINISH_REASON: RefCell<CString> = RefCell::new(CString::default());
 }
 
-fn set_last_finish_reason(reason: Option<&str>) {
+pub(super) fn set_last_finish_reason(reason: Option<&str>) {
     // A reason with a NUL cannot be a C string; it is no reason a caller could compare.
     let reason = reason
         .and_then(|r| CString::new(r).ok())
@@ -266,7 +270,8 @@ fn set_last_finish_reason(reason: Option<&str>) {
 /// and no reason (llama-cpp-python, for requests it cut short): the call still returns
 /// `YLOKH_OK`, and only this tells such a reply from one that stopped normally.
 ///
-/// Set by every chat function, `ylokh_chat_text` included. Thread-local. Since 0.1.0.
+/// Set by every chat function, `ylokh_chat_text` included, and by `ylokh_stream_next` when
+/// it reports a stream's end or failure. Thread-local. Since 0.1.0.
 ///
 /// # Returns
 /// A NUL-terminated string owned by the library, valid until the next chat call on the same
@@ -458,6 +463,56 @@ pub unsafe extern "C" fn ylokh_chat_text(
     })
 }
 
+/// Like `ylokh_chat_text`, but returns the whole assistant message as one JSON object
+/// (what `ylokh_stream_message_json` gives at the end of a stream): `role`, `content`,
+/// `reasoning`, `refusal`, `tool_calls` (assembled: `id`, `type`, `function` `name` and
+/// `arguments`), `finish_reason` and `usage` (null when unknown). On success `*out_json`
+/// receives it, to release with `ylokh_string_free`, and `*out_len` (when not NULL) its
+/// length. On failure the outputs are untouched. Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: `*out_json` (and `*out_len`) hold the whole message.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client`, `messages_json` or `out_json` is NULL; one of the
+///   strings is not UTF-8; the messages or the options have the wrong shape (see
+///   `ylokh_chat`). Nothing was sent.
+/// - `YLOKH_E_CONNECT`, `YLOKH_E_TLS`, `YLOKH_E_TIMEOUT`, `YLOKH_E_HTTP_STATUS`,
+///   `YLOKH_E_API`, `YLOKH_E_PROTOCOL`, `YLOKH_E_IO`: the call failed, as for
+///   `ylokh_chat_text`.
+///
+/// # Safety
+/// As `ylokh_chat_text`.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_chat_message_json(
+    client: *mut ylokh_client,
+    model: *const c_char,
+    messages_json: *const c_char,
+    options_json: *const c_char,
+    out_json: *mut *mut c_char,
+    out_len: *mut usize,
+) -> ylokh_status {
+    guard(|| {
+        if out_json.is_null() {
+            return Err(Error::invalid("out_json is NULL"));
+        }
+        // SAFETY: the client is NULL or live, the strings NULL or NUL-terminated, as the
+        // caller promises; they are read before the call starts and not kept.
+        let (client, model, messages, options) = unsafe {
+            (
+                handle(client, "client")?,
+                opt_str(model, "model")?,
+                req_str(messages_json, "messages_json")?,
+                opt_str(options_json, "options_json")?,
+            )
+        };
+        let request = ChatRequest::from_json(model, messages, options)?;
+        set_last_finish_reason(None);
+        let message = client.client().chat_message(&request, None)?;
+        set_last_finish_reason(message.finish_reason());
+        // SAFETY: out_json checked non-NULL; both outputs writable as the caller promises.
+        unsafe { hand_out_string(message.to_json(), out_json, "out_json", out_len) }
+    })
+}
+
 /// Sends every message of `conversation` and streams the reply to `on_token`. On success
 /// the assistant's reply is appended to the conversation (with its tool calls, if any); on
 /// any failure, abort included, the conversation is unchanged. Add the user's message with
@@ -589,7 +644,7 @@ const REQUEST_SIZE_0_1: usize =
 ///
 /// # Safety
 /// `request` is NULL or points to at least `request->struct_size` readable bytes.
-unsafe fn read_request(request: *const ylokh_request) -> Result<ylokh_request, Error> {
+pub(super) unsafe fn read_request(request: *const ylokh_request) -> Result<ylokh_request, Error> {
     let known = std::mem::size_of::<ylokh_request>();
     if request.is_null() {
         return Err(Error::invalid("request is NULL"));

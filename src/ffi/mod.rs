@@ -20,10 +20,13 @@ mod strings;
 
 mod cancel;
 
+mod stream;
+
 pub use cancel::*;
 pub use chat::*;
 pub use client::*;
 pub use conversation::*;
+pub use stream::*;
 pub use strings::*;
 
 use std::cell::RefCell;
@@ -60,6 +63,9 @@ pub const YLOKH_E_PROTOCOL: ylokh_status = 8;
 pub const YLOKH_E_IO: ylokh_status = 9;
 /// A bug in the library, caught before it could reach the caller.
 pub const YLOKH_E_INTERNAL: ylokh_status = 10;
+/// Not a failure: `ylokh_stream_next` found no event within its wait; try again later.
+/// `ylokh_last_error()` is left as it was.
+pub const YLOKH_E_AGAIN: ylokh_status = 11;
 
 /// The status a kind of error is reported with (the constants above are the only place
 /// the numbers are written).
@@ -242,6 +248,7 @@ pub extern "C" fn ylokh_status_str(status: ylokh_status) -> *const c_char {
         {
             Some(i) => texts[i].as_ptr(),
             None if status == YLOKH_OK => c"ok".as_ptr(),
+            None if status == YLOKH_E_AGAIN => c"nothing yet, try again".as_ptr(),
             None => c"unknown status".as_ptr(),
         }
     })
@@ -391,7 +398,8 @@ mod tests {
         assert_eq!(text(YLOKH_OK), "ok");
         assert_eq!(text(YLOKH_E_TIMEOUT), "timed out");
         assert_eq!(text(YLOKH_E_INTERNAL), "internal error");
-        assert_eq!(text(11), "unknown status");
+        assert_eq!(text(YLOKH_E_AGAIN), "nothing yet, try again");
+        assert_eq!(text(12), "unknown status");
         assert_eq!(text(-1), "unknown status");
     }
 

@@ -68,6 +68,7 @@ static inline const char *status_name(ylokh_status s) {
     case YLOKH_E_PROTOCOL: return "YLOKH_E_PROTOCOL";
     case YLOKH_E_IO: return "YLOKH_E_IO";
     case YLOKH_E_INTERNAL: return "YLOKH_E_INTERNAL";
+    case YLOKH_E_AGAIN: return "YLOKH_E_AGAIN";
     default: return "(unknown status)";
     }
 }

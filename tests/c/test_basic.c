@@ -402,8 +402,9 @@ static void case_status_str(const char *url, int argc, char **argv) {
         {YLOKH_E_PROTOCOL, "protocol error"},
         {YLOKH_E_IO, "I/O error"},
         {YLOKH_E_INTERNAL, "internal error"},
+        {YLOKH_E_AGAIN, "nothing yet, try again"},
     };
-    static const int unknown[] = {-1, 11, 12, 100, 255, -100, INT_MIN, INT_MAX};
+    static const int unknown[] = {-1, 12, 100, 255, -100, INT_MIN, INT_MAX};
     size_t i;
     (void)url;
     (void)argc;
@@ -412,7 +413,7 @@ static void case_status_str(const char *url, int argc, char **argv) {
     CHECK(YLOKH_OK == 0 && YLOKH_E_INVALID_ARGUMENT == 1 && YLOKH_E_ABORTED == 2 &&
           YLOKH_E_CONNECT == 3 && YLOKH_E_TLS == 4 && YLOKH_E_TIMEOUT == 5 &&
           YLOKH_E_HTTP_STATUS == 6 && YLOKH_E_API == 7 && YLOKH_E_PROTOCOL == 8 &&
-          YLOKH_E_IO == 9 && YLOKH_E_INTERNAL == 10);
+          YLOKH_E_IO == 9 && YLOKH_E_INTERNAL == 10 && YLOKH_E_AGAIN == 11);
     for (i = 0; i < sizeof known / sizeof known[0]; i++) {
         const char *got = ylokh_status_str(known[i].s);
         REQUIRE(got != NULL);

@@ -338,6 +338,63 @@ void case_version(const std::string &) {
 
 } // namespace
 
+// Server: streams "Hel", "lo" (then finish "stop"), except for the message "fail": HTTP 500.
+// A range-for pulls the events; the message JSON has the whole reply; a conversation gets
+// the reply at the end; a failure throws from the loop.
+void case_pull(const std::string &url) {
+    ylokh::client c = make_client(url);
+    std::string text;
+    int events = 0;
+    ylokh::stream s = c.stream(hello);
+    for (const ylokh::event &ev : s) {
+        ++events;
+        if (ev.kind == YLOKH_EVENT_CONTENT) text.append(ev.text);
+    }
+    CHECK(s.ended());
+    CHECK_EQ(text, std::string("Hello"));
+    CHECK(events == 3);
+    const std::string message = s.message_json();
+    CHECK(message.find(R"("content":"Hello")") != std::string::npos);
+    CHECK(message.find(R"("finish_reason":"stop")") != std::string::npos);
+    std::printf("MESSAGE %s\n", message.c_str());
+
+    // A temporary in the range-for, and a move.
+    text.clear();
+    for (const auto &ev : c.stream(std::vector<ylokh::message>{{"user", "again"}}))
+        if (ev.kind == YLOKH_EVENT_CONTENT) text.append(ev.text);
+    CHECK_EQ(text, std::string("Hello"));
+    ylokh::stream a = c.stream(hello);
+    ylokh::stream b = std::move(a);
+    CHECK(a.get() == nullptr && b.get() != nullptr);
+    CHECK(b.fd() >= 0);
+
+    // next() with waits, from an event loop.
+    std::optional<ylokh::event> ev;
+    int pulled = 0;
+    while (!b.ended()) {
+        ev = b.next(std::chrono::milliseconds(0));
+        if (ev) ++pulled;
+        else if (!b.ended()) ev = b.next(std::chrono::milliseconds(100)), pulled += ev ? 1 : 0;
+    }
+    CHECK(pulled == 3);
+
+    ylokh::conversation conv;
+    conv.add("user", "hi");
+    for (const auto &e : c.stream(conv)) (void)e;
+    CHECK(conv.size() == 2);
+
+    bool threw = false;
+    try {
+        for (const auto &e : c.stream(std::vector<ylokh::message>{{"user", "fail"}})) (void)e;
+    } catch (const ylokh::error &e) {
+        threw = e.status() == YLOKH_E_HTTP_STATUS && e.http_status() == 500;
+    }
+    CHECK(threw);
+
+    const std::string whole = c.chat_message_json(hello);
+    CHECK(whole.find(R"("content":"Hello")") != std::string::npos);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         std::fprintf(stderr, "usage: test_ylokh CASE BASE_URL\n");
@@ -350,7 +407,7 @@ int main(int argc, char **argv) {
         {"http_error", case_http_error}, {"invalid", case_invalid},
         {"conversation", case_conversation}, {"cancel", case_cancel},
         {"threads", case_threads},     {"version", case_version},
-        {"log", case_log},
+        {"log", case_log},             {"pull", case_pull},
     };
     for (const auto &[case_name, run] : cases) {
         if (name != case_name) continue;

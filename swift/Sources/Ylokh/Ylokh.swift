@@ -52,7 +52,7 @@ func check(_ status: Int32) throws {
 /// A chat client: settings and a pool of keep-alive connections. The C client may be used
 /// from many threads at once, so this class may be too.
 public final class Client: @unchecked Sendable {
-    private let handle: OpaquePointer
+    let handle: OpaquePointer
 
     /// A client with the library's defaults (YLOKH_BASE_URL, YLOKH_API_KEY, ...), pointed at
     /// `baseURL` when given (e.g. "http://127.0.0.1:8080/v1").
