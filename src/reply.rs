@@ -76,6 +76,8 @@ pub(crate) fn map_ureq_error(e: ureq::Error, doing: &str) -> Error {
         | U::RedirectFailed
         | U::LargeResponseHeader(..) => ErrorKind::Protocol,
         U::Other(inner) if inner.is::<transport::Cancelled>() => return Error::cancelled(),
+        U::Other(inner) if inner.is::<transport::TlsHandshakeFailed>() => ErrorKind::Tls,
+        U::Other(inner) if inner.is::<transport::TooManyInformational>() => ErrorKind::Protocol,
         U::Io(io) => match io.kind() {
             Io::ConnectionRefused
             | Io::HostUnreachable
