@@ -50,6 +50,8 @@ test: deps
 	$(CARGO) test
 	$(MAKE) fuzz
 	scripts/with-model-server.sh $(CARGO) test --test e2e -- --ignored --test-threads=1
+	scripts/with-model-server.sh scripts/with-litellm.sh \
+		$(CARGO) test --test e2e -- --ignored --test-threads=1
 
 # Fuzz each target of fuzz/ for FUZZ_SECONDS (on stable Rust, no sanitizer: the code fuzzed
 # has no unsafe; see fuzz/README.md). A crash fails the build; the input is kept in
@@ -58,8 +60,9 @@ FUZZ_SECONDS ?= 30
 fuzz:
 	@command -v cargo-fuzz >/dev/null || { echo "cargo-fuzz is missing: cargo install cargo-fuzz --locked --version 0.13.2" >&2; exit 1; }
 	$(CARGO) fuzz build -s none
-	for t in stream chunk whole_reply; do \
-	  $(CARGO) fuzz run -s none $$t -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -dict=fuzz/sse.dict || exit 1; \
+	for t in stream chunk whole_reply setters; do \
+	  dict=fuzz/sse.dict; if [ $$t = setters ]; then dict=fuzz/setters.dict; fi; \
+	  $(CARGO) fuzz run -s none $$t -- -max_total_time=$(FUZZ_SECONDS) -timeout=10 -rss_limit_mb=2048 -dict=$$dict || exit 1; \
 	done
 
 # The Go module carries a copy of the header (go/ylokh_vendored.h; tests/ecosystem.rs checks it).

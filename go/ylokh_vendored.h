@@ -87,8 +87,9 @@ typedef enum ylokh_event_kind {
 
 /**
  * Stops calls from another thread. Opaque. Trigger it from any thread; every call given
- * this token returns `YLOKH_E_ABORTED` within about 50 ms, even while it waits for a silent
- * server.
+ * this token returns `YLOKH_E_ABORTED` within about 50 ms, in every phase (connecting,
+ * TLS or proxy handshake, sending, waiting, streaming). Triggered from inside the call's
+ * own callback, the call returns `YLOKH_E_ABORTED` before its next callback.
  */
 typedef struct ylokh_cancel ylokh_cancel;
 
@@ -369,10 +370,14 @@ extern "C" {
 /**
  * The message of the last failure on the calling thread.
  *
- * Returns a NUL-terminated string owned by the library, valid until the next failing call
- * on the same thread; never NULL (empty when nothing has failed yet). It includes the
- * server's own message when the server sent one. Only meaningful right after a call
- * returned a status other than `YLOKH_OK`: successful calls do not clear it.
+ * Returns a NUL-terminated string owned by the library; never NULL (empty when nothing has
+ * failed yet). The pointer stays valid, with the same text, until the next call that
+ * fails on the same thread, or until that thread exits, whichever comes first: copy the
+ * text to keep it longer or to hand it to another thread. Never free it. It includes the
+ * server's own message when the server sent one, with control characters escaped (`\n`,
+ * `\x1b`, ...) so that printing it cannot rewrite a terminal or forge log lines. Only
+ * meaningful right after a call returned a status other than `YLOKH_OK`: successful calls
+ * do not clear it.
  *
  * Thread-local: a failure on one thread is not seen from another. Since 0.1.0.
  *
@@ -698,14 +703,18 @@ void ylokh_client_free(struct ylokh_client *client);
 
 /**
  * Sets the base URL, e.g. "http://127.0.0.1:8080/v1"; "/chat/completions" is appended to
- * it. Must start with http:// or https:// and have a host (else
- * `YLOKH_E_INVALID_ARGUMENT`, and the setting is unchanged). The string is copied.
- * Since 0.1.0.
+ * it. Must start with http:// or https://, have an ASCII host (IDN hosts in their xn--
+ * form), a port from 1 to 65535 if one is written, and no "user:password@" (set the API
+ * key or an Authorization header instead); else `YLOKH_E_INVALID_ARGUMENT`, and the
+ * setting is unchanged. A non-ASCII path is percent-encoded as UTF-8. The string is
+ * copied. Since 0.1.0.
  *
  * # Returns
  * - `YLOKH_OK`: the base URL is set.
  * - `YLOKH_E_INVALID_ARGUMENT`: `client` or `base_url` is NULL, or `base_url` is not UTF-8,
- *   does not start with http:// or https://, or has no host. The setting is unchanged.
+ *   does not start with http:// or https://, has no host or a non-ASCII one, has a port
+ *   outside 1 to 65535 (or an empty one), or has a user name or password (not repeated in
+ *   the message). The setting is unchanged.
  *
  * # Safety
  * `client` is NULL or live; `base_url` is NULL or a NUL-terminated string.
@@ -714,12 +723,18 @@ ylokh_status ylokh_client_set_base_url(struct ylokh_client *client, const char *
 
 /**
  * Sets the API key, sent as `"Authorization: Bearer <key>"` unless an Authorization header
- * was set with `ylokh_client_set_header`. NULL or "" removes it. The key never appears in
- * error messages. Since 0.1.0.
+ * was set with `ylokh_client_set_header`. NULL or "" removes it. A key that cannot be sent
+ * (non-ASCII, spaces around it, a line end such as a "\r" left from a file, control
+ * characters) gives `YLOKH_E_INVALID_ARGUMENT` saying what is wrong, and the previous key
+ * stays. The key never appears in error messages or the log. A key this function sets is
+ * sent to whatever base URL the client uses; a key a new client took from the environment
+ * is never sent to the original provider's host chatapi.ylokh.xyz. Since 0.1.0.
  *
  * # Returns
  * - `YLOKH_OK`: the key is set (or removed).
- * - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL, or `api_key` is not UTF-8.
+ * - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL, or `api_key` is not UTF-8, or cannot be
+ *   sent in a header (non-ASCII, a line end, spaces around it, control characters); the
+ *   message says which, without the key. The previous key stays.
  *
  * # Safety
  * `client` is NULL or live; `api_key` is NULL or a NUL-terminated string.
@@ -736,8 +751,8 @@ ylokh_status ylokh_client_set_api_key(struct ylokh_client *client, const char *a
  * # Returns
  * - `YLOKH_OK`: the proxy is set (or cleared).
  * - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL, or `proxy_url` is not UTF-8, not a URL,
- *   has a scheme other than http, https and socks5, or has no host. The setting is
- *   unchanged.
+ *   has a scheme other than http, https and socks5, has no host, or has a port outside 1
+ *   to 65535. The URL is never repeated in the message. The setting is unchanged.
  *
  * # Safety
  * `client` is NULL or live; `proxy_url` is NULL or a NUL-terminated string.
@@ -756,6 +771,24 @@ ylokh_status ylokh_client_set_proxy(struct ylokh_client *client, const char *pro
  * `client` is NULL or live.
  */
 ylokh_status ylokh_client_set_proxy_from_env(struct ylokh_client *client, int enabled);
+
+/**
+ * Whether a 307 or 308 redirect to another origin (another scheme, host or port) is
+ * followed. 0 (the default): such a redirect ends the call with `YLOKH_E_HTTP_STATUS`, the
+ * redirect's status in `ylokh_last_http_status()` and its location in the message.
+ * Non-zero: it is followed, sending the messages and options there but neither the API
+ * key nor any header set with `ylokh_client_set_header` (any of them may carry a
+ * credential). Redirects within the origin keep everything; https to http is always
+ * refused. Since 0.1.0.
+ *
+ * # Returns
+ * - `YLOKH_OK`: the setting is applied.
+ * - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL.
+ *
+ * # Safety
+ * `client` is NULL or live.
+ */
+ylokh_status ylokh_client_set_cross_origin_redirects(struct ylokh_client *client, int allow);
 
 /**
  * Bounds connecting and every wait for the next bytes of the reply, in milliseconds
@@ -789,12 +822,18 @@ ylokh_status ylokh_client_set_deadline_ms(struct ylokh_client *client, uint64_t 
  * Sets a request header, replacing any earlier value of the same name (case-insensitive);
  * a NULL value removes it. The defaults `"Origin: https://chat.ylokh.xyz"` and
  * `"Referer: https://chat.ylokh.xyz/"` can be removed this way. Invalid names or values
- * (e.g. containing CR or LF) give `YLOKH_E_INVALID_ARGUMENT`. Since 0.1.0.
+ * (e.g. containing CR or LF) give `YLOKH_E_INVALID_ARGUMENT`, and so do the headers that
+ * define the message's framing or the connection, which the library writes itself:
+ * Content-Length, Transfer-Encoding, Connection, Upgrade, TE, Trailer, Host, Keep-Alive
+ * and Proxy-Connection (setting or removing them). A Content-Type set here replaces the
+ * library's "application/json". Headers set here go only to the base URL's origin (see
+ * `ylokh_client_set_cross_origin_redirects`). Since 0.1.0.
  *
  * # Returns
  * - `YLOKH_OK`: the header is set (or removed).
  * - `YLOKH_E_INVALID_ARGUMENT`: `client` or `name` is NULL; `name` or `value` is not UTF-8,
- *   or not a valid HTTP header name or value (for example with CR or LF).
+ *   or not a valid HTTP header name or value (for example with CR or LF); or `name` is one
+ *   of the framing and connection headers above. The setting is unchanged.
  *
  * # Safety
  * `client` is NULL or live; `name` and `value` are NULL or NUL-terminated strings.
@@ -1010,8 +1049,7 @@ ylokh_status ylokh_conversation_to_json(const struct ylokh_conversation *convers
 void ylokh_string_free(char *s);
 
 /**
- * Creates a cancel token (not triggered). Release it with `ylokh_cancel_free` once no call
- * uses it. Since 0.1.0.
+ * Creates a cancel token (not triggered). Release it with `ylokh_cancel_free`. Since 0.1.0.
  *
  * # Returns
  * A new token, to release with `ylokh_cancel_free`; NULL only if the library failed
@@ -1046,7 +1084,12 @@ ylokh_status ylokh_cancel_trigger(const struct ylokh_cancel *cancel);
 ylokh_status ylokh_cancel_reset(const struct ylokh_cancel *cancel);
 
 /**
- * Releases a cancel token. NULL does nothing. No call may still be using it.
+ * Releases the program's handle to a cancel token. NULL does nothing. Safe while calls
+ * given the token are still running (for example sleeping between retries): each call
+ * holds its own reference from the moment it starts, and the token itself is freed when
+ * the last of them returns. Only the handle becomes invalid: do not trigger, reset or pass
+ * it to a new call afterwards, and do not free it before a call given it has been entered
+ * (the call reads the handle when it starts). Freeing it twice is undefined behaviour.
  * Since 0.1.0.
  *
  * # Safety

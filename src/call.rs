@@ -13,10 +13,11 @@ use crate::backoff::{backoff, retry_after, sleep_unless_cancelled};
 use crate::cancel::CancelToken;
 use crate::chunk::{self, Event};
 use crate::error::{Error, ErrorKind};
-use crate::reply::{map_ureq_error, read_stream, read_whole_reply};
+use crate::reply::{map_ureq_error, read_reply};
 use crate::request::ChatRequest;
 use crate::settings::{redact_text, Settings};
 use crate::transport;
+use crate::validate;
 
 /// How much of an error reply's body is read for its message.
 const ERROR_BODY_LIMIT: u64 = 64 * 1024;
@@ -53,7 +54,8 @@ impl Call<'_> {
     /// Hands a line to the log, if there is one; `message` is only built then.
     pub(crate) fn log(&self, message: impl FnOnce() -> String) {
         if let Some(log) = &self.settings.log {
-            log(&redact_text(message(), &self.secrets));
+            let line = redact_text(message(), &self.secrets);
+            log(&validate::escape_controls(&line));
         }
     }
 
@@ -72,30 +74,40 @@ impl Call<'_> {
         let settings = self.settings;
         let deadline = settings.deadline.map(|d| self.started + d);
         let mut url = format!("{}/chat/completions", settings.base_url);
-        let mut send_auth = true;
+        let mut same_origin = true;
         let mut redirects = 0;
         let mut attempt = 0;
         let mut resent_stale = false;
         let mut events = 0u64;
+        let cancelled = || cancel.is_some_and(CancelToken::is_cancelled);
         let mut counting = |event: Event<'_>| {
+            // A cancel seen between two callbacks (triggered from another thread, or by the
+            // callback itself) stops the call before the next one, buffered events or not.
+            if cancelled() {
+                return ControlFlow::Break(());
+            }
             if events == 0 {
                 self.log(|| format!("first event after {}", self.elapsed()));
             }
             events += 1;
-            on_event(event)
+            match on_event(event) {
+                ControlFlow::Continue(()) if cancelled() => ControlFlow::Break(()),
+                flow => flow,
+            }
         };
         loop {
             if cancel.is_some_and(CancelToken::is_cancelled) {
                 return Err(Error::cancelled());
             }
             transport::take_opened();
+            transport::take_received();
             self.log(|| format!("POST {url} (attempt {})", attempt + 1));
-            let failure = match self.attempt(&url, send_auth, request, deadline, &mut counting) {
+            let failure = match self.attempt(&url, same_origin, request, deadline, &mut counting) {
                 Ok(Attempt::Done) => {
                     self.log(|| format!("done after {}: {events} events", self.elapsed()));
                     return Ok(());
                 }
-                Ok(Attempt::Redirect(location)) => {
+                Ok(Attempt::Redirect { status, location }) => {
                     redirects += 1;
                     if redirects > MAX_REDIRECTS {
                         return Err(Error::protocol(format!(
@@ -103,11 +115,20 @@ impl Call<'_> {
                         )));
                     }
                     let next = redirect_target(&url, &location)?;
-                    // Credentials go only to the origin they were meant for (or its https form).
-                    send_auth &= same_origin_or_upgrade(&url, &next);
-                    self.log(|| format!("redirected to {next} (credentials kept: {send_auth})"));
+                    // Every credential (the API key, any header the program set) is meant for
+                    // the base URL's origin: another origin gets none, and only when allowed.
+                    if !is_same_origin(&settings.base_url, &next) {
+                        if !settings.cross_origin_redirects {
+                            return Err(cross_origin_refused(status, &next));
+                        }
+                        same_origin = false;
+                    }
+                    self.log(|| format!("redirected to {next} (credentials kept: {same_origin})"));
                     url = next;
                     continue;
+                }
+                Err(failure) if failure.error.kind() == ErrorKind::Aborted && cancelled() => {
+                    return Err(Error::cancelled())
                 }
                 Err(failure) => failure,
             };
@@ -137,16 +158,16 @@ impl Call<'_> {
     fn attempt(
         &self,
         url: &str,
-        send_auth: bool,
+        credentials: bool,
         request: &ChatRequest,
         deadline: Option<Instant>,
         on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
     ) -> Result<Attempt, Failure> {
-        let response = self.send(url, send_auth, request, deadline)?;
+        let response = self.send(url, credentials, request, deadline)?;
         let status = response.status().as_u16();
         self.log(|| format!("HTTP {status} after {}", self.elapsed()));
         if let Some(location) = followed_redirect(&response) {
-            return Ok(Attempt::Redirect(location));
+            return Ok(Attempt::Redirect { status, location });
         }
         if !response.status().is_success() {
             return Err(rejection(response));
@@ -156,29 +177,38 @@ impl Call<'_> {
             .map_err(|e| Failure::from(e.with_http_status(status)))
     }
 
-    /// Sends the request to `url` with the configured headers, the credentials when
-    /// `send_auth`, and what is left of the deadline as the bound of this attempt.
+    /// Sends the request to `url`: with the headers the program set and the API key when
+    /// `credentials` (the base URL's origin), with only the library's own headers
+    /// otherwise; and with what is left of the deadline as the bound of this attempt.
     fn send(
         &self,
         url: &str,
-        send_auth: bool,
+        credentials: bool,
         request: &ChatRequest,
         deadline: Option<Instant>,
     ) -> Result<Response<Body>, Failure> {
-        let settings = self.settings;
-        let mut builder = self
-            .agent
-            .post(url)
-            .header("Content-Type", "application/json");
-        let is_authorization = |name: &str| name.eq_ignore_ascii_case("authorization");
-        let has_authorization = settings.headers.iter().any(|(n, _)| is_authorization(n));
-        for (name, value) in &settings.headers {
-            if send_auth || !is_authorization(name) {
-                builder = builder.header(name.as_str(), value.as_str());
-            }
+        let mut builder = self.agent.post(url);
+        for (name, value) in request_headers(self.settings, url, credentials) {
+            builder = builder.header(name, value.as_ref());
         }
-        if let (Some(key), false, true) = (&settings.api_key, has_authorization, send_auth) {
-            builder = builder.header("Authorization", format!("Bearer {key}"));
+        if credentials && self.settings.api_key_from_env && is_provider_host(url) {
+            self.log(|| {
+                "not sending the API key from the environment to the original provider's \
+                 host: set the key in the program to send it there"
+                    .into()
+            });
+        }
+        // Compression is asked for only for a whole reply: a compressing proxy may hold back
+        // a stream until its buffer fills. Either way, gzip and deflate are decoded when a
+        // server sends them regardless (reply/encoding.rs). A header set by the caller wins.
+        let sets_encoding = |(n, _): &(String, String)| n.eq_ignore_ascii_case("accept-encoding");
+        if !(credentials && self.settings.headers.iter().any(sets_encoding)) {
+            let accept = if request.stream() {
+                "identity"
+            } else {
+                "gzip, deflate"
+            };
+            builder = builder.header("Accept-Encoding", accept);
         }
         if let Some(deadline) = deadline {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -189,17 +219,61 @@ impl Call<'_> {
         }
         builder.send(request.body()).map_err(|e| {
             use std::io::ErrorKind as Io;
-            let stale = matches!(&e, ureq::Error::Io(io) if matches!(io.kind(),
-            Io::UnexpectedEof | Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe));
+            // Before any byte of a reply, a reset or a close says nothing about the request:
+            // a pooled connection the server had closed, or a server too busy to take it.
+            let kind = match &e {
+                ureq::Error::Io(io) if !transport::take_received() => Some(io.kind()),
+                _ => None,
+            };
+            let stale = matches!(
+                kind,
+                Some(
+                    Io::UnexpectedEof
+                        | Io::ConnectionReset
+                        | Io::ConnectionAborted
+                        | Io::BrokenPipe
+                )
+            );
+            let reset = matches!(
+                kind,
+                Some(Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe)
+            );
             let error = map_ureq_error(e, &format!("requesting {url}"));
             Failure {
-                retryable: error.kind() == ErrorKind::Connect,
+                retryable: error.kind() == ErrorKind::Connect || reset,
                 error,
                 retry_after: None,
                 stale,
             }
         })
     }
+}
+
+/// The headers the library sends to `url`, in order (ureq adds `Host`, `User-Agent`,
+/// `Accept` and the framing): `Content-Type` unless the program set one, the program's
+/// headers and the API key when `credentials` (the base URL's origin). A key from the
+/// environment never goes to the original provider's host.
+pub(crate) fn request_headers<'a>(
+    settings: &'a Settings,
+    url: &str,
+    credentials: bool,
+) -> Vec<(&'a str, std::borrow::Cow<'a, str>)> {
+    let own: &[(String, String)] = if credentials { &settings.headers } else { &[] };
+    let has = |wanted: &str| own.iter().any(|(n, _)| n.eq_ignore_ascii_case(wanted));
+    let mut headers = Vec::with_capacity(own.len() + 2);
+    // A Content-Type the program set replaces the library's (two would be ambiguous).
+    if !has("content-type") {
+        headers.push(("Content-Type", "application/json".into()));
+    }
+    for (name, value) in own {
+        headers.push((name.as_str(), value.as_str().into()));
+    }
+    if let (Some(key), false, true) = (&settings.api_key, has("authorization"), credentials) {
+        if !(settings.api_key_from_env && is_provider_host(url)) {
+            headers.push(("Authorization", format!("Bearer {key}").into()));
+        }
+    }
+    headers
 }
 
 /// The `Location` of a 307 or 308 reply: the same request goes there.
@@ -246,26 +320,6 @@ fn rejection(response: Response<Body>) -> Failure {
     }
 }
 
-/// Reads a 2xx reply: a JSON body whole (a non-streaming reply, or an error sent in place
-/// of a stream), anything else as an event stream.
-fn read_reply(
-    response: Response<Body>,
-    max_event_bytes: usize,
-    on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
-) -> Result<(), Error> {
-    let is_json = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
-    let reader = response.into_body().into_reader();
-    if is_json {
-        read_whole_reply(reader, max_event_bytes, on_event)
-    } else {
-        read_stream(reader, max_event_bytes, on_event)
-    }
-}
-
 /// How many 307/308 redirects one call follows.
 const MAX_REDIRECTS: u32 = 5;
 
@@ -273,7 +327,10 @@ const MAX_REDIRECTS: u32 = 5;
 enum Attempt {
     Done,
     /// A 307 or 308 to this `Location`: send the same request there.
-    Redirect(String),
+    Redirect {
+        status: u16,
+        location: String,
+    },
 }
 
 /// The absolute URL a `Location` points to, seen from `current`. A redirect from https
@@ -295,6 +352,15 @@ fn redirect_target(current: &str, location: &str) -> Result<String, Error> {
         return Err(bad());
     };
     let parsed: Uri = target.parse().map_err(|_| bad())?;
+    if parsed.authority().is_some_and(|a| a.as_str().contains('@')) {
+        // Never repeated: the location holds a password.
+        return Err(Error::protocol(
+            "the server redirected to a URL with a user name or password; not followed",
+        ));
+    }
+    if parsed.port().is_some() && parsed.port_u16().is_none_or(|p| p == 0) {
+        return Err(bad());
+    }
     if base.scheme_str() == Some("https") && parsed.scheme_str() != Some("https") {
         return Err(Error::protocol(format!(
             "refusing to follow a redirect from https to {target}"
@@ -303,8 +369,9 @@ fn redirect_target(current: &str, location: &str) -> Result<String, Error> {
     Ok(target)
 }
 
-/// Same scheme, host and port, or the same host moving from http to https.
-fn same_origin_or_upgrade(from: &str, to: &str) -> bool {
+/// Same scheme, host and port: the web's origin. Another port, or http moving to https,
+/// is another origin, as for curl since 7.83.
+fn is_same_origin(from: &str, to: &str) -> bool {
     let (Ok(from), Ok(to)) = (from.parse::<Uri>(), to.parse::<Uri>()) else {
         return false;
     };
@@ -315,9 +382,34 @@ fn same_origin_or_upgrade(from: &str, to: &str) -> bool {
             80
         })
     };
-    let same_host =
-        from.host().map(str::to_ascii_lowercase) == to.host().map(str::to_ascii_lowercase);
-    let same_origin = from.scheme_str() == to.scheme_str() && port(&from) == port(&to);
-    same_host
-        && (same_origin || (from.scheme_str() == Some("http") && to.scheme_str() == Some("https")))
+    from.host().map(str::to_ascii_lowercase) == to.host().map(str::to_ascii_lowercase)
+        && from.scheme_str() == to.scheme_str()
+        && port(&from) == port(&to)
+}
+
+/// The error of a redirect to another origin that the settings do not allow.
+fn cross_origin_refused(status: u16, location: &str) -> Error {
+    Error::new(
+        ErrorKind::HttpStatus,
+        format!(
+            "HTTP {status}: the server redirected to another origin, {location}; not followed, \
+             so that no credential goes there: point the base URL at it, or allow such \
+             redirects (without credentials) with ylokh_client_set_cross_origin_redirects"
+        ),
+    )
+    .with_http_status(status)
+}
+
+/// Whether `url` is on the original provider's host, which no longer exists: anyone may
+/// register its domain.
+fn is_provider_host(url: &str) -> bool {
+    let provider = crate::settings::DEFAULT_BASE_URL.parse::<Uri>().ok();
+    let target = url.parse::<Uri>().ok();
+    match (provider, target) {
+        (Some(p), Some(t)) => p
+            .host()
+            .zip(t.host())
+            .is_some_and(|(a, b)| a.eq_ignore_ascii_case(b.trim_end_matches('.'))),
+        _ => false,
+    }
 }

@@ -7,7 +7,6 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use ureq::http::{HeaderName, HeaderValue};
 use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
 use ureq::Agent;
 
@@ -17,8 +16,9 @@ use crate::chunk::Event;
 use crate::error::Error;
 use crate::message::Message;
 use crate::request::ChatRequest;
-use crate::settings::{redact, validate_base_url, Logger, Settings, Trust};
+use crate::settings::{redact, Logger, Settings, Trust};
 use crate::transport::{self, CallGuard};
+use crate::validate;
 
 struct State {
     settings: Arc<Settings>,
@@ -83,23 +83,40 @@ impl Client {
         }
     }
 
+    /// An `http://` or `https://` URL with a host, a port from 1 to 65535 if any, and no
+    /// user name or password. A non-ASCII path is percent-encoded.
     pub fn set_base_url(&self, base_url: &str) -> Result<(), Error> {
-        validate_base_url(base_url)?;
-        let url = base_url.trim_end_matches('/').to_owned();
+        let url = validate::base_url(base_url)?;
         self.update(false, |s| s.base_url = url);
         Ok(())
     }
 
-    /// `None` or an empty key removes it.
-    pub fn set_api_key(&self, api_key: Option<&str>) {
-        let key = api_key.filter(|k| !k.is_empty()).map(str::to_owned);
-        self.update(false, |s| s.api_key = key);
+    /// `None` or an empty key removes it. A key that cannot be sent in a header (not
+    /// visible ASCII, surrounding spaces, a line end) is refused.
+    pub fn set_api_key(&self, api_key: Option<&str>) -> Result<(), Error> {
+        let key = api_key.filter(|k| !k.is_empty());
+        if let Some(key) = key {
+            validate::api_key(key)?;
+        }
+        let key = key.map(str::to_owned);
+        self.update(false, |s| {
+            s.api_key = key;
+            s.api_key_from_env = false;
+        });
+        Ok(())
+    }
+
+    /// Whether 307/308 redirects to another origin are followed (see
+    /// [`Settings::cross_origin_redirects`]).
+    pub fn set_cross_origin_redirects(&self, allow: bool) {
+        self.update(false, |s| s.cross_origin_redirects = allow);
     }
 
     /// `None` (or an empty string) goes back to the environment's proxy variables.
     pub fn set_proxy(&self, proxy: Option<&str>) -> Result<(), Error> {
         let proxy = proxy.filter(|p| !p.is_empty());
         if let Some(p) = proxy {
+            validate::proxy_url(p)?;
             let parsed = ureq::Proxy::new(p).map_err(|_| {
                 // The URL may hold credentials: never echo it.
                 Error::invalid(
@@ -136,14 +153,11 @@ impl Client {
     }
 
     /// Sets (replacing any earlier value, case-insensitively) or with `None` removes a header.
+    /// Headers that define the message's framing or the connection (`Content-Length`,
+    /// `Transfer-Encoding`, `Connection`, `Upgrade`, `TE`, `Trailer`, `Host`, `Keep-Alive`,
+    /// `Proxy-Connection`) are refused; a `Content-Type` replaces the library's.
     pub fn set_header(&self, name: &str, value: Option<&str>) -> Result<(), Error> {
-        HeaderName::from_bytes(name.as_bytes())
-            .map_err(|_| Error::invalid(format!("{name:?} is not a valid header name")))?;
-        if let Some(v) = value {
-            HeaderValue::from_str(v).map_err(|_| {
-                Error::invalid(format!("the value for header {name:?} is not valid"))
-            })?;
-        }
+        validate::header(name, value)?;
         let (name, value) = (name.to_owned(), value.map(str::to_owned));
         self.update(false, |s| {
             s.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(&name));

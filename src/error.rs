@@ -96,10 +96,18 @@ pub struct Error {
 }
 
 impl Error {
+    /// An error with this message, control characters escaped (`\n`, `\x1b`, ...): a
+    /// message often quotes the server, and printed as it came it could rewrite a terminal
+    /// or forge log lines.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
+        let message = message.into();
+        let message = match crate::validate::escape_controls(&message) {
+            std::borrow::Cow::Borrowed(_) => message,
+            std::borrow::Cow::Owned(escaped) => escaped,
+        };
         Error {
             kind,
-            message: message.into(),
+            message,
             http_status: None,
         }
     }

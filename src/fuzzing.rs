@@ -79,3 +79,41 @@ impl Read for Pieces<'_> {
         Ok(n)
     }
 }
+
+/// The request a chat on `client` would send now, as the library builds it: the URL and
+/// the headers the library sets (ureq adds `Host`, `User-Agent`, `Accept` and the
+/// framing), passed through the http crate's own checks. `Err` says why it could not be
+/// built: after setters that returned OK, that is a bug.
+pub fn request_head(client: &crate::ffi::ylokh_client) -> Result<RequestHead, String> {
+    let settings = client.client().settings();
+    let url = format!("{}/chat/completions", settings.base_url);
+    let mut builder = ureq::http::Request::post(&url);
+    for (name, value) in crate::call::request_headers(&settings, &url, true) {
+        builder = builder.header(name, value.as_ref());
+    }
+    let request = builder.body(()).map_err(|e| format!("{url:?}: {e}"))?;
+    let uri = request.uri();
+    Ok(RequestHead {
+        url,
+        scheme: uri.scheme_str().unwrap_or("").to_owned(),
+        host: uri.host().unwrap_or("").to_owned(),
+        port: uri.port().map(|p| p.as_str().to_owned()),
+        headers: request
+            .headers()
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect(),
+    })
+}
+
+/// What [`request_head`] built.
+#[derive(Debug)]
+pub struct RequestHead {
+    pub url: String,
+    pub scheme: String,
+    pub host: String,
+    /// The port as written in the URL, if one was.
+    pub port: Option<String>,
+    /// Names in lower case, values as bytes.
+    pub headers: Vec<(String, Vec<u8>)>,
+}

@@ -29,6 +29,7 @@ mod settings;
 mod sse;
 mod stream;
 mod transport;
+mod validate;
 
 pub use cancel::CancelToken;
 pub use chunk::{Event, Usage};

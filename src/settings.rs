@@ -5,9 +5,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use ureq::http::Uri;
-
 use crate::error::Error;
+use crate::validate;
 
 /// The original provider's endpoint; `/chat/completions` is appended.
 pub const DEFAULT_BASE_URL: &str = "https://chatapi.ylokh.xyz/v1";
@@ -29,6 +28,14 @@ pub struct Settings {
     pub base_url: String,
     /// Sent as `Authorization: Bearer <key>` unless an `Authorization` header is set.
     pub api_key: Option<String>,
+    /// Whether `api_key` came from the environment (`YLOKH_API_KEY`, `OPENAI_API_KEY`).
+    /// Such a key is never sent to the original provider's host ([`DEFAULT_BASE_URL`]),
+    /// a domain anyone may register now that the service is gone; a key the program set is.
+    pub api_key_from_env: bool,
+    /// Follow 307/308 redirects to another origin (scheme, host or port). Off by default:
+    /// such a redirect fails the call. When on, the request goes there without the API key
+    /// and without any header the program set.
+    pub cross_origin_redirects: bool,
     /// `http://`, `https://`, `socks5://` proxy URL, with credentials if needed.
     pub proxy: Option<String>,
     /// Use `ALL_PROXY`/`HTTPS_PROXY`/`HTTP_PROXY`/`NO_PROXY` when no proxy is set.
@@ -96,6 +103,8 @@ impl Default for Settings {
         Settings {
             base_url: DEFAULT_BASE_URL.to_owned(),
             api_key: None,
+            api_key_from_env: false,
+            cross_origin_redirects: false,
             proxy: None,
             proxy_from_env: true,
             timeout: DEFAULT_TIMEOUT,
@@ -118,15 +127,19 @@ impl Settings {
     /// `OPENAI_API_KEY` from the environment (empty values are ignored).
     pub fn from_env() -> Settings {
         let mut settings = Settings::default();
-        // An unusable URL in a variable is skipped rather than breaking every call.
+        // An unusable URL or key in a variable is skipped rather than breaking every call.
         let base_url = ["YLOKH_BASE_URL", "OPENAI_BASE_URL"]
             .iter()
             .filter_map(|name| env_var(name))
-            .find(|url| validate_base_url(url).is_ok());
+            .find_map(|url| validate::base_url(&url).ok());
         if let Some(url) = base_url {
-            settings.base_url = url.trim_end_matches('/').to_owned();
+            settings.base_url = url;
         }
-        settings.api_key = env_var("YLOKH_API_KEY").or_else(|| env_var("OPENAI_API_KEY"));
+        settings.api_key = ["YLOKH_API_KEY", "OPENAI_API_KEY"]
+            .iter()
+            .filter_map(|name| env_var(name))
+            .find(|key| validate::api_key(key).is_ok());
+        settings.api_key_from_env = settings.api_key.is_some();
         settings
     }
 
@@ -136,6 +149,11 @@ impl Settings {
             secrets.push(key.clone());
         }
         if let Some(proxy) = self.proxy.as_deref().and_then(proxy_password) {
+            // Messages escape control characters: a password holding one shows escaped.
+            let escaped = validate::escape_controls(&proxy).into_owned();
+            if escaped != proxy {
+                secrets.push(escaped);
+            }
             secrets.push(proxy);
         }
         secrets
@@ -145,24 +163,6 @@ impl Settings {
 /// A variable's value, if set and not blank.
 fn env_var(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
-}
-
-pub(crate) fn validate_base_url(url: &str) -> Result<(), Error> {
-    let uri: Uri = url
-        .parse()
-        .map_err(|e| Error::invalid(format!("base URL {url:?} is not a valid URL: {e}")))?;
-    match uri.scheme_str() {
-        Some("http") | Some("https") => {}
-        _ => {
-            return Err(Error::invalid(format!(
-                "base URL {url:?} must start with http:// or https://"
-            )))
-        }
-    }
-    if uri.host().is_none_or(str::is_empty) {
-        return Err(Error::invalid(format!("base URL {url:?} has no host")));
-    }
-    Ok(())
 }
 
 /// The password part of a proxy URL, so it can be kept out of messages.
@@ -205,6 +205,7 @@ mod tests {
 
     #[test]
     fn base_urls_are_checked() {
+        use crate::validate::base_url as validate_base_url;
         assert!(validate_base_url("http://127.0.0.1:8080/v1").is_ok());
         assert!(validate_base_url("https://example.com/v1").is_ok());
         for bad in ["", "ftp://x/v1", "127.0.0.1:80", "http://", "not a url"] {

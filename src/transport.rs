@@ -1,16 +1,20 @@
 //! A thin layer over ureq's connections that lets a call be cancelled from another thread
-//! and bounds the wait for the end of a body after `[DONE]`.
+//! in every phase (connecting, TLS and proxy handshakes, sending, waiting, streaming) and
+//! bounds the wait for the end of a body after `[DONE]`.
 //!
-//! ureq runs every read of a call on the calling thread, so the call's cancel flag and
-//! drain state live in thread-locals set by [`CallGuard`]; the transport consults them on
-//! each wait for input. Without a cancel flag and outside a drain it adds nothing to a wait.
+//! ureq runs every step of a call on the calling thread but its transport API gives a
+//! connector or transport no access to the call, so the call's cancel flag and drain state
+//! live in thread-locals set by [`CallGuard`]; the TCP transport ([`tcp`]) consults them on
+//! each wait. Without a cancel flag and outside a drain it adds nothing to a wait.
+
+mod socket;
+mod socks;
+mod tcp;
 
 use std::cell::{Cell, RefCell};
 use std::fmt;
-use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -18,8 +22,8 @@ use ureq::config::Config;
 use ureq::http::Uri;
 use ureq::unversioned::resolver::{DefaultResolver, ResolvedSocketAddrs, Resolver};
 use ureq::unversioned::transport::{
-    time, Buffers, ConnectProxyConnector, ConnectionDetails, Connector, Either, LazyBuffers,
-    NextTimeout, RustlsConnector, SocksConnector, TcpConnector, Transport,
+    Buffers, ConnectProxyConnector, ConnectionDetails, Connector, NextTimeout, RustlsConnector,
+    Transport,
 };
 use ureq::{Agent, Error};
 
@@ -27,7 +31,7 @@ use ureq::{Agent, Error};
 pub const CANCEL_POLL: Duration = Duration::from_millis(20);
 /// How long a call with a before-wait hook looks for input before running the hook: a
 /// stream's events are handed over at most this much later than they were read.
-const FIRST_LOOK: Duration = Duration::from_micros(50);
+pub(crate) const FIRST_LOOK: Duration = Duration::from_micros(50);
 /// After `[DONE]`, how long to wait for the end of the body so the connection can be reused.
 /// A server or proxy that keeps the body open after `[DONE]` costs at most this much.
 pub const DRAIN_WAIT: Duration = Duration::from_millis(10);
@@ -52,6 +56,8 @@ thread_local! {
     static DRAIN_UNTIL: Cell<Option<Instant>> = const { Cell::new(None) };
     /// Set when this thread opened a new connection (rather than reusing a pooled one).
     static OPENED: Cell<bool> = const { Cell::new(false) };
+    /// Set when a byte of a reply arrived on this thread (after TLS, so a reply's byte).
+    static RECEIVED: Cell<bool> = const { Cell::new(false) };
     /// Run when a call is about to wait for input that is not there yet: a stream's worker
     /// publishes the events it holds there, so none waits behind a silent socket. (Only
     /// calls with a cancel flag look for it; a stream always has one.)
@@ -64,11 +70,11 @@ pub fn set_before_wait(hook: Option<Box<dyn FnMut()>>) {
     BEFORE_WAIT.with(|h| *h.borrow_mut() = hook);
 }
 
-fn has_before_wait() -> bool {
+pub(crate) fn has_before_wait() -> bool {
     BEFORE_WAIT.with(|h| h.try_borrow().is_ok_and(|h| h.is_some()))
 }
 
-fn before_wait() {
+pub(crate) fn before_wait() {
     BEFORE_WAIT.with(|h| {
         if let Ok(mut hook) = h.try_borrow_mut() {
             if let Some(hook) = hook.as_mut() {
@@ -76,6 +82,12 @@ fn before_wait() {
             }
         }
     });
+}
+
+/// Whether any byte of a reply arrived on this thread since the last call; clears it.
+/// A connection reset before any reply byte is retried like a connect failure.
+pub fn take_received() -> bool {
+    RECEIVED.replace(false)
 }
 
 /// Whether a new connection was opened on this thread since the last call; clears it.
@@ -109,8 +121,23 @@ impl Drop for CallGuard {
     }
 }
 
-fn cancelled() -> Option<bool> {
-    CANCEL.with(|c| c.borrow().as_ref().map(|f| f.load(Ordering::Relaxed)))
+/// Whether this thread's call has a cancel flag that is set.
+fn cancel_requested() -> bool {
+    CANCEL.with(|c| {
+        c.borrow()
+            .as_ref()
+            .is_some_and(|f| f.load(Ordering::Relaxed))
+    })
+}
+
+/// Whether this thread's call can be cancelled (its waits are then sliced).
+fn watching_cancel() -> bool {
+    CANCEL.with(|c| c.borrow().is_some())
+}
+
+/// Until when a drain may wait, during one.
+fn drain_until() -> Option<Instant> {
+    DRAIN_UNTIL.get()
 }
 
 /// Reads what is left of a body after `[DONE]` for at most [`DRAIN_WAIT`], so that a body
@@ -128,140 +155,58 @@ pub fn drain(reader: &mut impl Read, buf: &mut [u8]) {
 }
 
 /// An agent whose connections go through [`CallTransport`]. The chain is ureq's default
-/// one (SOCKS, CONNECT proxy, TCP, rustls) with the TCP step made cancellable.
+/// one (SOCKS, CONNECT proxy, TCP, rustls) with the SOCKS and TCP steps replaced by ones
+/// that wait in slices on the calling thread, so a cancel is seen in every phase.
 pub fn agent(config: Config) -> Agent {
     let connector =
-        ().chain(SocksConnector::default())
+        ().chain(socks::SocksConnector)
             .chain(ConnectProxyConnector::default())
-            .chain(CancellableTcp::default())
-            .chain(RustlsConnector::default())
+            .chain(tcp::TcpConnector)
+            .chain(TlsConnector::default())
             .chain(CallConnector);
     Agent::with_parts(config, connector, HostResolver::default())
 }
 
-/// ureq's TCP connector, except that a call with a cancel token connects on a helper
-/// thread, so that it can return as soon as the token is triggered instead of waiting out
-/// the connect timeout. The helper thread ends by itself within that timeout.
-#[derive(Debug, Default)]
-struct CancellableTcp(TcpConnector);
+/// A TLS handshake that failed for any reason but a timeout or a cancel: a plain-HTTP
+/// server behind an `https://` URL answers the handshake with text or hangs up, which
+/// must read as a TLS failure, not as an I/O error.
+#[derive(Debug)]
+pub struct TlsHandshakeFailed(Error);
 
-impl<In: Transport> Connector<In> for CancellableTcp {
-    type Out = Either<Either<In, StreamTransport>, <TcpConnector as Connector<In>>::Out>;
+impl fmt::Display for TlsHandshakeFailed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "the TLS handshake failed: {}", self.0)
+    }
+}
+
+impl std::error::Error for TlsHandshakeFailed {}
+
+/// ureq's rustls step, with its failures marked as [`TlsHandshakeFailed`].
+#[derive(Debug, Default)]
+struct TlsConnector(RustlsConnector);
+
+impl<In: Transport> Connector<In> for TlsConnector {
+    type Out = <RustlsConnector as Connector<In>>::Out;
 
     fn connect(
         &self,
         details: &ConnectionDetails,
         chained: Option<In>,
     ) -> Result<Option<Self::Out>, Error> {
-        let flag = CANCEL.with(|c| c.borrow().clone());
-        let (Some(flag), None) = (flag, &chained) else {
-            return Ok(self.0.connect(details, chained)?.map(Either::B));
-        };
-        let addrs: Vec<SocketAddr> = details.addrs.iter().copied().collect();
-        let budget = details.timeout.not_zero().map(|d| *d);
-        let (sender, receiver) = mpsc::channel();
-        std::thread::Builder::new()
-            .name("ylokh-connect".into())
-            .spawn(move || {
-                let mut result = Err(io::Error::new(io::ErrorKind::NotFound, "no address"));
-                for addr in addrs {
-                    result = match budget {
-                        Some(budget) => TcpStream::connect_timeout(&addr, budget),
-                        None => TcpStream::connect(addr),
-                    };
-                    if result.is_ok() {
-                        break;
-                    }
-                }
-                // The call may have been cancelled and gone: then the stream is just closed.
-                let _ = sender.send(result);
-            })
-            .map_err(Error::Io)?;
-        let stream = loop {
-            if flag.load(Ordering::Relaxed) {
-                return Err(Error::Other(Box::new(Cancelled)));
-            }
-            match receiver.recv_timeout(CANCEL_POLL) {
-                Ok(Ok(stream)) => break stream,
-                Ok(Err(e)) if e.kind() == io::ErrorKind::TimedOut => {
-                    return Err(Error::Timeout(ureq::Timeout::Connect))
-                }
-                Ok(Err(e)) => return Err(Error::Io(e)),
-                Err(mpsc::RecvTimeoutError::Timeout) => continue,
-                Err(mpsc::RecvTimeoutError::Disconnected) => return Err(Error::ConnectionFailed),
-            }
-        };
-        let config = details.config;
-        if config.no_delay() {
-            stream.set_nodelay(true)?;
-        }
-        let buffers = LazyBuffers::new(config.input_buffer_size(), config.output_buffer_size());
-        Ok(Some(Either::A(Either::B(StreamTransport {
-            stream,
-            buffers,
-        }))))
-    }
-}
-
-/// A plain TCP transport for connections made by [`CancellableTcp`] (ureq's own TCP
-/// transport cannot be built from outside ureq).
-#[derive(Debug)]
-struct StreamTransport {
-    stream: TcpStream,
-    buffers: LazyBuffers,
-}
-
-/// Maps an I/O result to ureq's error, with timeouts given their phase.
-fn io_result<T>(result: io::Result<T>, reason: ureq::Timeout) -> Result<T, Error> {
-    result.map_err(|e| match e.kind() {
-        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => Error::Timeout(reason),
-        _ => Error::Io(e),
-    })
-}
-
-impl Transport for StreamTransport {
-    fn buffers(&mut self) -> &mut dyn Buffers {
-        &mut self.buffers
-    }
-
-    fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), Error> {
-        let timeout = timeout.for_write();
-        let limit = timeout.not_zero().map(|d| *d);
-        io_result(self.stream.set_write_timeout(limit), timeout.reason)?;
-        let output = &self.buffers.output()[..amount];
-        io_result((&self.stream).write_all(output), timeout.reason)
-    }
-
-    fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
-        let timeout = timeout.for_read();
-        let limit = timeout.not_zero().map(|d| *d);
-        io_result(self.stream.set_read_timeout(limit), timeout.reason)?;
-        let input = self.buffers.input_append_buf();
-        let amount = loop {
-            match (&self.stream).read(input) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                other => break io_result(other, timeout.reason)?,
-            }
-        };
-        self.buffers.input_appended(amount);
-        Ok(amount > 0)
-    }
-
-    fn is_open(&mut self) -> bool {
-        // Open when a non-blocking peek finds nothing to read yet: an idle pooled
-        // connection that reads EOF (or stray bytes) must not be reused.
-        let mut byte = [0u8; 1];
-        if self.stream.set_nonblocking(true).is_err() {
-            return false;
-        }
-        let open =
-            matches!(self.stream.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
-        self.stream.set_nonblocking(false).is_ok() && open
+        self.0.connect(details, chained).map_err(|e| match e {
+            Error::Timeout(_) => e,
+            Error::Other(ref inner) if inner.is::<Cancelled>() => e,
+            e => Error::Other(Box::new(TlsHandshakeFailed(e))),
+        })
     }
 }
 
 /// ureq's resolver, with lookup failures reported as `HostNotFound` (the system's I/O
-/// error for them has no kind of its own) so they count as connect failures.
+/// error for them has no kind of its own) so they count as connect failures. An IP address
+/// needs no lookup and gets none (ureq would start a thread for it when a deadline is set).
+/// A host name needs the system's lookup, which nothing can interrupt: when the call can be
+/// cancelled, the lookup runs on a helper thread that the call stops waiting for once
+/// cancelled (the thread ends when the system's resolver answers or gives up).
 #[derive(Debug, Default)]
 struct HostResolver(DefaultResolver);
 
@@ -272,9 +217,63 @@ impl Resolver for HostResolver {
         config: &Config,
         timeout: NextTimeout,
     ) -> Result<ResolvedSocketAddrs, Error> {
-        match self.0.resolve(uri, config, timeout) {
+        let is_ip = uri.host().is_some_and(|h| {
+            h.trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<std::net::IpAddr>()
+                .is_ok()
+        });
+        let result = if is_ip || !watching_cancel() {
+            let timeout = if is_ip {
+                NextTimeout::default()
+            } else {
+                timeout
+            };
+            self.0.resolve(uri, config, timeout)
+        } else {
+            resolve_cancellable(uri, config, timeout)
+        };
+        match result {
             Err(Error::Io(_)) => Err(Error::HostNotFound),
             other => other,
+        }
+    }
+}
+
+fn resolve_cancellable(
+    uri: &Uri,
+    config: &Config,
+    timeout: NextTimeout,
+) -> Result<ResolvedSocketAddrs, Error> {
+    let (sender, receiver) = std::sync::mpsc::sync_channel(1);
+    let (uri, config) = (uri.clone(), config.clone());
+    std::thread::Builder::new()
+        .name("ylokh-resolve".into())
+        .spawn(move || {
+            let found = DefaultResolver::default().resolve(&uri, &config, NextTimeout::default());
+            let _ = sender.send(found);
+        })
+        .map_err(Error::Io)?;
+    let started = Instant::now();
+    let limit = timeout.not_zero().map(|d| *d);
+    loop {
+        if cancel_requested() {
+            return Err(Error::Other(Box::new(Cancelled)));
+        }
+        let mut slice = CANCEL_POLL;
+        if let Some(limit) = limit {
+            let left = limit.saturating_sub(started.elapsed());
+            if left.is_zero() {
+                return Err(Error::Timeout(timeout.reason));
+            }
+            slice = slice.min(left);
+        }
+        match receiver.recv_timeout(slice) {
+            Ok(found) => return found,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => continue,
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                return Err(Error::HostNotFound)
+            }
         }
     }
 }
@@ -295,13 +294,88 @@ impl<In: Transport> Connector<In> for CallConnector {
         }
         Ok(chained.map(|inner| CallTransport {
             inner: Box::new(inner),
+            heads: Heads::default(),
         }))
+    }
+}
+
+/// How many informational (1xx) responses may come before a reply. Each one restarts the
+/// wait for the reply, so without a bound a server could keep a call waiting forever.
+pub(crate) const MAX_INFORMATIONAL: u32 = 16;
+
+/// The error a reply preceded by too many informational responses gives.
+#[derive(Debug)]
+pub struct TooManyInformational;
+
+impl fmt::Display for TooManyInformational {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "the server sent more than {MAX_INFORMATIONAL} informational (1xx) responses \
+             without a reply"
+        )
+    }
+}
+
+impl std::error::Error for TooManyInformational {}
+
+/// Counts the informational responses in front of a reply: watches the bytes of each
+/// response head (after TLS) until the first head that is not a 1xx one, then nothing
+/// until the next request is sent.
+#[derive(Debug, Default)]
+struct Heads {
+    /// Past the reply's head: bytes are body, not looked at.
+    in_body: bool,
+    /// The first bytes of the head being read ("HTTP/1.1 103").
+    start: [u8; 12],
+    start_len: usize,
+    /// The last two bytes seen, to find the blank line that ends a head.
+    last: [u8; 2],
+    informational: u32,
+}
+
+impl Heads {
+    fn request_sent(&mut self) {
+        *self = Heads::default();
+    }
+
+    fn feed(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        for &b in bytes {
+            if self.in_body {
+                return Ok(());
+            }
+            if self.start_len < self.start.len() {
+                self.start[self.start_len] = b;
+                self.start_len += 1;
+            }
+            // A head ends at an empty line: "\n\n" or "\n\r\n".
+            let ends = b == b'\n' && (self.last[1] == b'\n' || self.last == *b"\n\r");
+            self.last = [self.last[1], b];
+            if ends {
+                // 101 Switching Protocols is a final answer (refused as a failed reply).
+                let informational = self.start_len == self.start.len()
+                    && self.start[9] == b'1'
+                    && &self.start[10..] != b"01";
+                if informational {
+                    self.informational += 1;
+                    if self.informational > MAX_INFORMATIONAL {
+                        return Err(Error::Other(Box::new(TooManyInformational)));
+                    }
+                    self.start_len = 0;
+                    self.last = [0; 2];
+                } else {
+                    self.in_body = true;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
 #[derive(Debug)]
 struct CallTransport {
     inner: Box<dyn Transport>,
+    heads: Heads,
 }
 
 impl Transport for CallTransport {
@@ -310,57 +384,21 @@ impl Transport for CallTransport {
     }
 
     fn transmit_output(&mut self, amount: usize, timeout: NextTimeout) -> Result<(), Error> {
-        if cancelled() == Some(true) {
-            return Err(Error::Other(Box::new(Cancelled)));
-        }
+        self.heads.request_sent();
         self.inner.transmit_output(amount, timeout)
     }
 
     fn await_input(&mut self, timeout: NextTimeout) -> Result<bool, Error> {
-        let drain_until = DRAIN_UNTIL.get();
-        let watching = cancelled();
-        if drain_until.is_none() && watching.is_none() {
-            return self.inner.await_input(timeout);
-        }
-        // Wait in short slices so the cancel flag and the drain bound are looked at often;
-        // the caller's own budget (idle timeout, deadline) is kept across the slices.
-        let budget = timeout.for_read();
-        let started = Instant::now();
-        // With a before-wait hook, look for input briefly first: it runs only when the
-        // input is really not there yet, not before every read of a busy stream.
-        let mut hook_pending = has_before_wait();
-        loop {
-            if cancelled() == Some(true) {
-                return Err(Error::Other(Box::new(Cancelled)));
-            }
-            let now = Instant::now();
-            let mut left = budget.after.saturating_sub(now - started);
-            if let Some(until) = drain_until {
-                left = left.min(until.saturating_duration_since(now));
-            }
-            if left.is_zero() {
-                return Err(Error::Timeout(budget.reason));
-            }
-            let slice_length = if hook_pending {
-                FIRST_LOOK
-            } else {
-                CANCEL_POLL
-            };
-            let slice = NextTimeout {
-                after: time::Duration::from(left.min(slice_length)),
-                reason: budget.reason,
-                per_read: None,
-                per_write: timeout.per_write,
-            };
-            match self.inner.await_input(slice) {
-                Err(Error::Timeout(_)) if hook_pending => {
-                    hook_pending = false;
-                    before_wait();
-                }
-                Err(Error::Timeout(_)) => continue,
-                other => return other,
+        let before = self.inner.buffers().input().len();
+        let result = self.inner.await_input(timeout);
+        let input = self.inner.buffers().input();
+        if input.len() > before {
+            RECEIVED.set(true);
+            if !self.heads.in_body {
+                self.heads.feed(&input[before..])?;
             }
         }
+        result
     }
 
     fn is_open(&mut self) -> bool {

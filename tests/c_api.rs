@@ -154,10 +154,11 @@ enum Link {
 /// the test with the compiler's output.
 fn program(name: &str) -> PathBuf {
     let (source, link) = match name {
-        "test_basic" | "test_events" | "test_threads" | "test_soak" => {
+        "test_basic" | "test_events" | "test_threads" | "test_soak" | "test_hostile" => {
             (format!("tests/c/{name}.c"), Link::Shared)
         }
         "test_soak_sanitized" => ("tests/c/test_soak.c".to_owned(), Link::Sanitized),
+        "test_hostile_sanitized" => ("tests/c/test_hostile.c".to_owned(), Link::Sanitized),
         "test_stream" => ("tests/c/test_stream.c".to_owned(), Link::Shared),
         "test_stream_sanitized" => ("tests/c/test_stream.c".to_owned(), Link::Sanitized),
         "test_basic_static" => ("tests/c/test_basic.c".to_owned(), Link::Static),
@@ -1495,6 +1496,108 @@ fn thousand_mixed_calls_under_address_and_undefined_sanitizers() {
         "{}",
         out.show()
     );
+}
+
+// ---------------------------------------------------------------------------
+// Lifetimes C programmers get wrong (tests/c/test_hostile.c), plainly, under valgrind and
+// under the sanitizers
+// ---------------------------------------------------------------------------
+
+/// Each case of test_hostile.c with the server it needs.
+fn hostile_cases() -> Vec<(&'static str, Server)> {
+    let busy = Script::response(
+        503,
+        &[("Content-Type", "application/json"), ("Retry-After", "1")],
+        error_json("busy", "server_error").as_bytes(),
+        Framing::ContentLength,
+    );
+    vec![
+        (
+            "free_cancel_while_waiting",
+            Server::sequence(vec![busy, stream_of(&["ok"])]),
+        ),
+        ("trigger_then_free", Server::always(Script::stall())),
+        (
+            "cancel_in_callback",
+            Server::always(Script::sse(
+                &sse_stream(&["one", "two", "three"]),
+                Framing::ContentLength,
+            )),
+        ),
+        (
+            "last_error_after_success",
+            Server::always(stream_of(&["x"])),
+        ),
+    ]
+}
+
+/// Runs every case of test_hostile.c through `wrap` (a command for the program and its
+/// arguments) and requires each to pass.
+fn run_hostile_cases(exe: &Path, wrap: impl Fn(&Path, &[&str]) -> Command) {
+    for (case, server) in hostile_cases() {
+        let url = server.base_url();
+        let cmd = wrap(exe, &[case, &url]);
+        let out = run_bounded(cmd, None, RUN_LIMIT);
+        assert!(
+            out.code() == Some(0) && out.stdout.contains(&format!("PASS {case}")),
+            "test_hostile {case} failed:\n{}",
+            out.show()
+        );
+        if case == "trigger_then_free" {
+            assert!(out.number("CANCEL_MS") < 1000.0, "{}", out.show());
+        }
+    }
+}
+
+#[test]
+fn lifetimes_c_programmers_get_wrong_are_safe() {
+    run_hostile_cases(&program("test_hostile"), |exe, args| {
+        let mut cmd = Command::new(exe);
+        cmd.args(args).stdin(Stdio::null());
+        clean_env(&mut cmd);
+        cmd
+    });
+}
+
+#[test]
+fn lifetimes_c_programmers_get_wrong_under_valgrind() {
+    let installed = Command::new("valgrind")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status();
+    assert!(
+        installed.is_ok(),
+        "valgrind is not installed (apt-get install valgrind)"
+    );
+    run_hostile_cases(&program("test_hostile"), |exe, args| {
+        let mut cmd = Command::new("valgrind");
+        cmd.args([
+            "-q",
+            "--error-exitcode=99",
+            "--leak-check=full",
+            "--errors-for-leak-kinds=definite",
+        ])
+        .arg(exe)
+        .args(args)
+        .stdin(Stdio::null());
+        clean_env(&mut cmd);
+        cmd
+    });
+}
+
+#[test]
+fn lifetimes_c_programmers_get_wrong_under_address_and_undefined_sanitizers() {
+    run_hostile_cases(&program("test_hostile_sanitized"), |exe, args| {
+        let mut cmd = Command::new(exe);
+        cmd.args(args).stdin(Stdio::null());
+        clean_env(&mut cmd);
+        cmd.env(
+            "ASAN_OPTIONS",
+            "detect_leaks=1:abort_on_error=0:exitcode=98",
+        )
+        .env("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1");
+        cmd
+    });
 }
 
 // ---------------------------------------------------------------------------

@@ -293,7 +293,7 @@ fn redirect_307_same_origin_keeps_the_body_and_credentials() {
 }
 
 #[test]
-fn redirect_308_to_another_origin_drops_credentials() {
+fn redirect_308_to_another_origin_drops_credentials_when_allowed() {
     let other = Server::always(Script::sse(
         &sse_stream(&["elsewhere"]),
         Framing::ContentLength,
@@ -304,6 +304,14 @@ fn redirect_308_to_another_origin_drops_credentials() {
     assert_eq!(client.set_api_key("sk-must-not-leak"), YLOKH_OK);
     assert_eq!(
         client.set_header("Authorization", Some("Token also-secret")),
+        YLOKH_OK
+    );
+    // Refused unless allowed (SECURITY.md, "Redirects").
+    assert_eq!(client.chat(None).status, YLOKH_E_HTTP_STATUS);
+    assert!(other.requests().is_empty());
+    // SAFETY: live client.
+    assert_eq!(
+        unsafe { ylokh_client_set_cross_origin_redirects(client.0, 1) },
         YLOKH_OK
     );
     assert_eq!(client.chat(None).ok().text(), "elsewhere");

@@ -4,14 +4,14 @@ use super::{guard, guard_value, handle, ylokh_status};
 use crate::cancel::CancelToken;
 
 /// Stops calls from another thread. Opaque. Trigger it from any thread; every call given
-/// this token returns `YLOKH_E_ABORTED` within about 50 ms, even while it waits for a silent
-/// server.
+/// this token returns `YLOKH_E_ABORTED` within about 50 ms, in every phase (connecting,
+/// TLS or proxy handshake, sending, waiting, streaming). Triggered from inside the call's
+/// own callback, the call returns `YLOKH_E_ABORTED` before its next callback.
 pub struct ylokh_cancel {
     pub(crate) inner: CancelToken,
 }
 
-/// Creates a cancel token (not triggered). Release it with `ylokh_cancel_free` once no call
-/// uses it. Since 0.1.0.
+/// Creates a cancel token (not triggered). Release it with `ylokh_cancel_free`. Since 0.1.0.
 ///
 /// # Returns
 /// A new token, to release with `ylokh_cancel_free`; NULL only if the library failed
@@ -61,7 +61,12 @@ pub unsafe extern "C" fn ylokh_cancel_reset(cancel: *const ylokh_cancel) -> ylok
     })
 }
 
-/// Releases a cancel token. NULL does nothing. No call may still be using it.
+/// Releases the program's handle to a cancel token. NULL does nothing. Safe while calls
+/// given the token are still running (for example sleeping between retries): each call
+/// holds its own reference from the moment it starts, and the token itself is freed when
+/// the last of them returns. Only the handle becomes invalid: do not trigger, reset or pass
+/// it to a new call afterwards, and do not free it before a call given it has been entered
+/// (the call reads the handle when it starts). Freeing it twice is undefined behaviour.
 /// Since 0.1.0.
 ///
 /// # Safety

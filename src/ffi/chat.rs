@@ -718,7 +718,9 @@ pub unsafe extern "C" fn ylokh_chat_ex(
             (
                 opt_str(request.model, "model")?,
                 opt_str(request.options_json, "options_json")?,
-                request.cancel.as_ref().map(|c| &c.inner),
+                // The call keeps its own reference: the program may free the handle while
+                // the call runs (ylokh_cancel_free), and the call goes on unharmed.
+                request.cancel.as_ref().map(|c| c.inner.clone()),
             )
         };
         // SAFETY: forwarded from the caller.
@@ -743,6 +745,13 @@ pub unsafe extern "C" fn ylokh_chat_ex(
             userdata: request.userdata,
             scratch: Vec::new(),
         };
-        run_chat(client.client(), model, messages, options, cancel, callbacks)
+        run_chat(
+            client.client(),
+            model,
+            messages,
+            options,
+            cancel.as_ref(),
+            callbacks,
+        )
     })
 }

@@ -76,14 +76,18 @@ unsafe fn with_client(
 }
 
 /// Sets the base URL, e.g. "http://127.0.0.1:8080/v1"; "/chat/completions" is appended to
-/// it. Must start with http:// or https:// and have a host (else
-/// `YLOKH_E_INVALID_ARGUMENT`, and the setting is unchanged). The string is copied.
-/// Since 0.1.0.
+/// it. Must start with http:// or https://, have an ASCII host (IDN hosts in their xn--
+/// form), a port from 1 to 65535 if one is written, and no "user:password@" (set the API
+/// key or an Authorization header instead); else `YLOKH_E_INVALID_ARGUMENT`, and the
+/// setting is unchanged. A non-ASCII path is percent-encoded as UTF-8. The string is
+/// copied. Since 0.1.0.
 ///
 /// # Returns
 /// - `YLOKH_OK`: the base URL is set.
 /// - `YLOKH_E_INVALID_ARGUMENT`: `client` or `base_url` is NULL, or `base_url` is not UTF-8,
-///   does not start with http:// or https://, or has no host. The setting is unchanged.
+///   does not start with http:// or https://, has no host or a non-ASCII one, has a port
+///   outside 1 to 65535 (or an empty one), or has a user name or password (not repeated in
+///   the message). The setting is unchanged.
 ///
 /// # Safety
 /// `client` is NULL or live; `base_url` is NULL or a NUL-terminated string.
@@ -102,12 +106,18 @@ pub unsafe extern "C" fn ylokh_client_set_base_url(
 }
 
 /// Sets the API key, sent as `"Authorization: Bearer <key>"` unless an Authorization header
-/// was set with `ylokh_client_set_header`. NULL or "" removes it. The key never appears in
-/// error messages. Since 0.1.0.
+/// was set with `ylokh_client_set_header`. NULL or "" removes it. A key that cannot be sent
+/// (non-ASCII, spaces around it, a line end such as a "\r" left from a file, control
+/// characters) gives `YLOKH_E_INVALID_ARGUMENT` saying what is wrong, and the previous key
+/// stays. The key never appears in error messages or the log. A key this function sets is
+/// sent to whatever base URL the client uses; a key a new client took from the environment
+/// is never sent to the original provider's host chatapi.ylokh.xyz. Since 0.1.0.
 ///
 /// # Returns
 /// - `YLOKH_OK`: the key is set (or removed).
-/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL, or `api_key` is not UTF-8.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL, or `api_key` is not UTF-8, or cannot be
+///   sent in a header (non-ASCII, a line end, spaces around it, control characters); the
+///   message says which, without the key. The previous key stays.
 ///
 /// # Safety
 /// `client` is NULL or live; `api_key` is NULL or a NUL-terminated string.
@@ -117,12 +127,7 @@ pub unsafe extern "C" fn ylokh_client_set_api_key(
     api_key: *const c_char,
 ) -> ylokh_status {
     // SAFETY: forwarded from the caller.
-    unsafe {
-        with_client(client, |c| {
-            c.set_api_key(opt_str(api_key, "api_key")?);
-            Ok(())
-        })
-    }
+    unsafe { with_client(client, |c| c.set_api_key(opt_str(api_key, "api_key")?)) }
 }
 
 /// Sends requests through a proxy: "http://host:port", "https://host:port" or
@@ -134,8 +139,8 @@ pub unsafe extern "C" fn ylokh_client_set_api_key(
 /// # Returns
 /// - `YLOKH_OK`: the proxy is set (or cleared).
 /// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL, or `proxy_url` is not UTF-8, not a URL,
-///   has a scheme other than http, https and socks5, or has no host. The setting is
-///   unchanged.
+///   has a scheme other than http, https and socks5, has no host, or has a port outside 1
+///   to 65535. The URL is never repeated in the message. The setting is unchanged.
 ///
 /// # Safety
 /// `client` is NULL or live; `proxy_url` is NULL or a NUL-terminated string.
@@ -166,6 +171,34 @@ pub unsafe extern "C" fn ylokh_client_set_proxy_from_env(
     unsafe {
         with_client(client, |c| {
             c.set_proxy_from_env(enabled != 0);
+            Ok(())
+        })
+    }
+}
+
+/// Whether a 307 or 308 redirect to another origin (another scheme, host or port) is
+/// followed. 0 (the default): such a redirect ends the call with `YLOKH_E_HTTP_STATUS`, the
+/// redirect's status in `ylokh_last_http_status()` and its location in the message.
+/// Non-zero: it is followed, sending the messages and options there but neither the API
+/// key nor any header set with `ylokh_client_set_header` (any of them may carry a
+/// credential). Redirects within the origin keep everything; https to http is always
+/// refused. Since 0.1.0.
+///
+/// # Returns
+/// - `YLOKH_OK`: the setting is applied.
+/// - `YLOKH_E_INVALID_ARGUMENT`: `client` is NULL.
+///
+/// # Safety
+/// `client` is NULL or live.
+#[no_mangle]
+pub unsafe extern "C" fn ylokh_client_set_cross_origin_redirects(
+    client: *mut ylokh_client,
+    allow: c_int,
+) -> ylokh_status {
+    // SAFETY: forwarded from the caller.
+    unsafe {
+        with_client(client, |c| {
+            c.set_cross_origin_redirects(allow != 0);
             Ok(())
         })
     }
@@ -217,12 +250,18 @@ pub unsafe extern "C" fn ylokh_client_set_deadline_ms(
 /// Sets a request header, replacing any earlier value of the same name (case-insensitive);
 /// a NULL value removes it. The defaults `"Origin: https://chat.ylokh.xyz"` and
 /// `"Referer: https://chat.ylokh.xyz/"` can be removed this way. Invalid names or values
-/// (e.g. containing CR or LF) give `YLOKH_E_INVALID_ARGUMENT`. Since 0.1.0.
+/// (e.g. containing CR or LF) give `YLOKH_E_INVALID_ARGUMENT`, and so do the headers that
+/// define the message's framing or the connection, which the library writes itself:
+/// Content-Length, Transfer-Encoding, Connection, Upgrade, TE, Trailer, Host, Keep-Alive
+/// and Proxy-Connection (setting or removing them). A Content-Type set here replaces the
+/// library's "application/json". Headers set here go only to the base URL's origin (see
+/// `ylokh_client_set_cross_origin_redirects`). Since 0.1.0.
 ///
 /// # Returns
 /// - `YLOKH_OK`: the header is set (or removed).
 /// - `YLOKH_E_INVALID_ARGUMENT`: `client` or `name` is NULL; `name` or `value` is not UTF-8,
-///   or not a valid HTTP header name or value (for example with CR or LF).
+///   or not a valid HTTP header name or value (for example with CR or LF); or `name` is one
+///   of the framing and connection headers above. The setting is unchanged.
 ///
 /// # Safety
 /// `client` is NULL or live; `name` and `value` are NULL or NUL-terminated strings.

@@ -175,10 +175,14 @@ unsafe fn handle<'a, T>(ptr: *const T, what: &str) -> Result<&'a T, Error> {
 
 /// The message of the last failure on the calling thread.
 ///
-/// Returns a NUL-terminated string owned by the library, valid until the next failing call
-/// on the same thread; never NULL (empty when nothing has failed yet). It includes the
-/// server's own message when the server sent one. Only meaningful right after a call
-/// returned a status other than `YLOKH_OK`: successful calls do not clear it.
+/// Returns a NUL-terminated string owned by the library; never NULL (empty when nothing has
+/// failed yet). The pointer stays valid, with the same text, until the next call that
+/// fails on the same thread, or until that thread exits, whichever comes first: copy the
+/// text to keep it longer or to hand it to another thread. Never free it. It includes the
+/// server's own message when the server sent one, with control characters escaped (`\n`,
+/// `\x1b`, ...) so that printing it cannot rewrite a terminal or forge log lines. Only
+/// meaningful right after a call returned a status other than `YLOKH_OK`: successful calls
+/// do not clear it.
 ///
 /// Thread-local: a failure on one thread is not seen from another. Since 0.1.0.
 ///

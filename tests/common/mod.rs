@@ -7,6 +7,7 @@
 //! servers over real TCP, for Rust and C clients alike.
 
 pub mod capi;
+pub mod hostile;
 pub mod openai;
 pub mod process;
 pub mod proxy;

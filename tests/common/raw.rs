@@ -457,6 +457,23 @@ impl Conn {
         Some(request)
     }
 
+    /// Reads a request's head only (up to the blank line), leaving its body unread: a
+    /// server that answers before reading what the client sends. `None` as for
+    /// [`Conn::read_request`].
+    pub fn read_head(&mut self) -> Option<String> {
+        let head_end = loop {
+            if let Some(at) = find(&self.pending, b"\r\n\r\n") {
+                break at + 4;
+            }
+            if self.pending.len() > 64 * 1024 || !self.fill() {
+                return None;
+            }
+        };
+        let head = String::from_utf8_lossy(&self.pending[..head_end]).into_owned();
+        self.pending.drain(..head_end);
+        Some(head)
+    }
+
     /// Reads more into `pending`; false on EOF, error or time up.
     fn fill(&mut self) -> bool {
         let Some(left) = self.left() else {
