@@ -50,6 +50,8 @@ test: deps
 	$(CARGO) test
 	$(MAKE) fuzz
 	scripts/with-model-server.sh $(CARGO) test --test e2e -- --ignored --test-threads=1
+	scripts/with-model-server.sh scripts/with-litellm.sh \
+		$(CARGO) test --test e2e -- --ignored --test-threads=1
 
 # Fuzz each target of fuzz/ for FUZZ_SECONDS (on stable Rust, no sanitizer: the code fuzzed
 # has no unsafe; see fuzz/README.md). A crash fails the build; the input is kept in

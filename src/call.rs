@@ -13,7 +13,7 @@ use crate::backoff::{backoff, retry_after, sleep_unless_cancelled};
 use crate::cancel::CancelToken;
 use crate::chunk::{self, Event};
 use crate::error::{Error, ErrorKind};
-use crate::reply::{map_ureq_error, read_stream, read_whole_reply};
+use crate::reply::{map_ureq_error, read_reply};
 use crate::request::ChatRequest;
 use crate::settings::{redact_text, Settings};
 use crate::transport;
@@ -198,6 +198,18 @@ impl Call<'_> {
                     .into()
             });
         }
+        // Compression is asked for only for a whole reply: a compressing proxy may hold back
+        // a stream until its buffer fills. Either way, gzip and deflate are decoded when a
+        // server sends them regardless (reply/encoding.rs). A header set by the caller wins.
+        let sets_encoding = |(n, _): &(String, String)| n.eq_ignore_ascii_case("accept-encoding");
+        if !(credentials && self.settings.headers.iter().any(sets_encoding)) {
+            let accept = if request.stream() {
+                "identity"
+            } else {
+                "gzip, deflate"
+            };
+            builder = builder.header("Accept-Encoding", accept);
+        }
         if let Some(deadline) = deadline {
             let left = deadline.saturating_duration_since(Instant::now());
             if left.is_zero() {
@@ -305,26 +317,6 @@ fn rejection(response: Response<Body>) -> Failure {
         retryable: matches!(status, 408 | 429) || status >= 500,
         retry_after,
         stale: false,
-    }
-}
-
-/// Reads a 2xx reply: a JSON body whole (a non-streaming reply, or an error sent in place
-/// of a stream), anything else as an event stream.
-fn read_reply(
-    response: Response<Body>,
-    max_event_bytes: usize,
-    on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
-) -> Result<(), Error> {
-    let is_json = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.to_ascii_lowercase().contains("json"));
-    let reader = response.into_body().into_reader();
-    if is_json {
-        read_whole_reply(reader, max_event_bytes, on_event)
-    } else {
-        read_stream(reader, max_event_bytes, on_event)
     }
 }
 

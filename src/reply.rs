@@ -1,13 +1,145 @@
-//! Reading a reply: the whole JSON body or the SSE stream, event by event, and sorting
-//! ureq's errors into the library's kinds.
+//! Reading a 2xx reply: undo its `Content-Encoding`, tell what the body is, then read it
+//! whole (JSON) or as an event stream; and sorting ureq's errors into the library's kinds.
+//!
+//! What the body is decides how it is read, not only its label, because servers mislabel
+//! both ways: go-openai's test server sends a JSON error labelled `text/event-stream`, and
+//! some proxies label a stream `application/json`. The start of the body (after a BOM and
+//! white space) decides: `{` or `[` is JSON, an SSE field (`data:`, `event:`, `id:`,
+//! `retry:`) or comment (`:`) is a stream. Anything else (a captive portal's or a proxy's
+//! HTML page) is an error that says what arrived, with the start of the body escaped;
+//! except under the `text/event-stream` label, where it is read as a stream as before
+//! (unknown SSE fields are ignored by the rules). An empty body goes by its label.
 
-use std::io::Read;
+use std::io::{Cursor, Read};
 use std::ops::ControlFlow;
+
+use ureq::http::Response;
+use ureq::Body;
 
 use crate::chunk::{self, Event};
 use crate::error::{Error, ErrorKind};
 use crate::stream::{EventStream, Progress};
 use crate::transport;
+
+mod encoding;
+
+use encoding::{Decoded, Undecodable};
+
+/// Reads a 2xx reply to its end; see the module docs.
+pub(crate) fn read_reply(
+    response: Response<Body>,
+    max_event_bytes: usize,
+    on_event: &mut dyn FnMut(Event<'_>) -> ControlFlow<()>,
+) -> Result<(), Error> {
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let content_type = header("content-type");
+    let content_encoding = header("content-encoding");
+    let body = Decoded::new(
+        response.into_body().into_reader(),
+        content_encoding.as_deref(),
+    )?;
+    let (looks, head, body) = sniff(body)?;
+    let label = content_type.as_deref().unwrap_or("").to_ascii_lowercase();
+    let body = Cursor::new(head).chain(body);
+    match looks {
+        Looks::Json => read_whole_reply(body, max_event_bytes, on_event),
+        Looks::Stream => read_stream(body, max_event_bytes, on_event),
+        Looks::Empty if label.contains("json") => read_whole_reply(body, max_event_bytes, on_event),
+        Looks::Empty => read_stream(body, max_event_bytes, on_event),
+        Looks::Other if label.starts_with("text/event-stream") => {
+            read_stream(body, max_event_bytes, on_event)
+        }
+        Looks::Other => {
+            let mut start = Vec::new();
+            let _ = body.take(SHOWN as u64).read_to_end(&mut start);
+            let what = match content_type {
+                Some(ct) => format!("the server replied {}", ct.trim()),
+                None => "the server replied without a Content-Type".to_owned(),
+            };
+            Err(Error::protocol(format!(
+                "{what}, not an event stream or JSON: {}",
+                escaped(&start)
+            )))
+        }
+    }
+}
+
+/// What the start of a body looks like.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Looks {
+    Json,
+    Stream,
+    Other,
+    /// Nothing but white space before the end.
+    Empty,
+}
+
+/// Bytes read at most to tell what a body is.
+const SNIFF_LIMIT: usize = 256;
+/// Bytes of an unexpected body shown in the error.
+const SHOWN: usize = 200;
+
+/// Reads the start of `body` until it is clear what the body is: returns that, the bytes
+/// read (to be read again), and the rest.
+fn sniff<R: Read>(mut body: R) -> Result<(Looks, Vec<u8>, R), Error> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; SNIFF_LIMIT];
+    loop {
+        if let Some(looks) = looks(&head, false) {
+            return Ok((looks, head, body));
+        }
+        let room = SNIFF_LIMIT.saturating_sub(head.len()).max(1);
+        let n = body
+            .read(&mut buf[..room])
+            .map_err(|e| map_io_error(e, "reading the reply"))?;
+        if n == 0 {
+            let looks = looks(&head, true).unwrap_or(Looks::Other);
+            return Ok((looks, head, body));
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// What `head` looks like, or `None` when more bytes are needed (`ended`: there are none).
+fn looks(head: &[u8], ended: bool) -> Option<Looks> {
+    let start = head.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(head);
+    let Some(first) = start.iter().position(|b| !b.is_ascii_whitespace()) else {
+        // Only white space so far (a partial BOM is not white space: it is decided below).
+        return (ended || head.len() >= SNIFF_LIMIT).then_some(Looks::Empty);
+    };
+    let rest = &start[first..];
+    match rest[0] {
+        b'{' | b'[' => return Some(Looks::Json),
+        b':' => return Some(Looks::Stream),
+        _ => {}
+    }
+    // An SSE field name ends at a colon or the line's end.
+    match rest.iter().position(|&b| matches!(b, b':' | b'\n' | b'\r')) {
+        Some(end) => Some(match &rest[..end] {
+            b"data" | b"event" | b"id" | b"retry" => Looks::Stream,
+            _ => Looks::Other,
+        }),
+        None if ended || rest.len() > 8 => Some(Looks::Other),
+        None => None,
+    }
+}
+
+/// The start of a body, readable in an error message: UTF-8 (lossy), control characters
+/// and quotes escaped, at most [`SHOWN`] bytes.
+fn escaped(start: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&start[..start.len().min(SHOWN)]);
+    let mut out: String = text.escape_debug().collect();
+    if start.len() >= SHOWN {
+        out.push_str("...");
+    }
+    format!("\"{out}\"")
+}
 
 /// Reads a non-streaming reply (or a JSON error sent in place of a stream).
 pub(crate) fn read_whole_reply(
@@ -78,6 +210,9 @@ pub(crate) fn map_ureq_error(e: ureq::Error, doing: &str) -> Error {
         U::Other(inner) if inner.is::<transport::Cancelled>() => return Error::cancelled(),
         U::Other(inner) if inner.is::<transport::TlsHandshakeFailed>() => ErrorKind::Tls,
         U::Other(inner) if inner.is::<transport::TooManyInformational>() => ErrorKind::Protocol,
+        U::Io(io) if io.get_ref().is_some_and(|e| e.is::<Undecodable>()) => {
+            return Error::protocol(format!("{io} while {doing}"));
+        }
         U::Io(io) => match io.kind() {
             Io::ConnectionRefused
             | Io::HostUnreachable

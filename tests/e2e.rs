@@ -4,6 +4,14 @@
 //! with `scripts/with-model-server.sh cargo test --test e2e -- --ignored`, which starts the
 //! local model (Gemma 3 270M, a base model: prompts are text to continue) and sets
 //! `YLOKH_BASE_URL`. Run that way without a server, they fail rather than pass.
+//!
+//! `make test` runs them a second time through the LiteLLM proxy
+//! (`scripts/with-litellm.sh`, in front of the same server): then `YLOKH_BASE_URL` is the
+//! proxy, `YLOKH_API_KEY` its key, and `YLOKH_UPSTREAM_URL` the llama.cpp server behind it,
+//! whose `/slots` tell whether an abort reached it. Every test holds through the proxy:
+//! streaming equals non-streaming, usage with `stream_options.include_usage`, an abort
+//! frees the upstream slot, the upstream's context error arrives with LiteLLM's status and
+//! message, a two-turn conversation.
 
 mod common;
 
@@ -121,7 +129,10 @@ fn slots_busy(base_url: &str) -> bool {
 #[ignore = "needs a live model server: run `make test`"]
 fn abort_mid_generation_returns_promptly_and_the_next_request_succeeds() {
     let client = client();
-    let base_url = std::env::var("YLOKH_BASE_URL").unwrap();
+    // The llama.cpp server, also when the client talks to it through a proxy.
+    let base_url = std::env::var("YLOKH_UPSTREAM_URL")
+        .or_else(|_| std::env::var("YLOKH_BASE_URL"))
+        .unwrap();
     let messages = cstring(&user(
         "Write a long story about a dragon who learns to paint.",
     ));

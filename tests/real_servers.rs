@@ -333,3 +333,189 @@ fn the_finish_reason_is_visible_to_one_shot_and_whole_reply_callers() {
     assert_ne!(client.chat(None).status, YLOKH_OK);
     assert_eq!(last_finish_reason(), "");
 }
+
+#[test]
+fn a_json_error_labelled_as_a_stream_is_the_servers_error() {
+    // go-openai's test case: HTTP 200, text/event-stream, a JSON error body.
+    let server = Server::always(Script::response(
+        200,
+        &[("Content-Type", "text/event-stream")],
+        br#"{"error":{"message":"bad key"}}"#,
+        Framing::ContentLength,
+    ));
+    let out = CClient::new(&server.base_url()).chat(None);
+    assert_eq!(out.status, YLOKH_E_API, "{}", out.error);
+    assert!(out.error.contains("bad key"), "{}", out.error);
+}
+
+#[test]
+fn a_stream_labelled_as_json_is_read_as_a_stream() {
+    let body = sse_stream(&["a", "b"]);
+    for label in [
+        "application/json",
+        "application/json; charset=utf-8",
+        "text/plain",
+    ] {
+        let server = Server::always(Script::response(
+            200,
+            &[("Content-Type", label)],
+            &body,
+            Framing::ChunkedEvery(11),
+        ));
+        let out = CClient::new(&server.base_url()).chat(None);
+        out.ok();
+        assert_eq!(out.text(), "ab", "{label}");
+    }
+}
+
+#[test]
+fn a_reply_that_is_neither_a_stream_nor_json_says_what_arrived() {
+    // A captive portal's login page, a proxy's error page.
+    let page = "<!DOCTYPE html>\n<html><head><title>Sign in to Wi-Fi</title></head>";
+    for (headers, named) in [
+        (
+            &[("Content-Type", "text/html; charset=utf-8")][..],
+            "text/html; charset=utf-8",
+        ),
+        (&[][..], "without a Content-Type"),
+    ] {
+        let server = Server::always(Script::response(
+            200,
+            headers,
+            page.as_bytes(),
+            Framing::ContentLength,
+        ));
+        let out = CClient::new(&server.base_url()).chat(None);
+        assert_eq!(out.status, YLOKH_E_PROTOCOL, "{}", out.error);
+        assert!(
+            out.error.contains(&format!("the server replied {named}"))
+                && out
+                    .error
+                    .contains(r#""<!DOCTYPE html>\n<html><head><title>Sign in"#),
+            "{}",
+            out.error
+        );
+    }
+}
+
+/// `data` compressed as `coding` ("gzip", "deflate" zlib-wrapped, or "raw" deflate), flushed
+/// after every `every` bytes so the pieces can be decoded as they arrive.
+fn compressed(data: &[u8], coding: &str, every: usize) -> Vec<u8> {
+    use flate2::write::{DeflateEncoder, GzEncoder, ZlibEncoder};
+    use flate2::Compression;
+    use std::io::Write;
+    fn run<W: Write>(mut w: W, data: &[u8], every: usize) -> W {
+        for piece in data.chunks(every) {
+            w.write_all(piece).unwrap();
+            w.flush().unwrap();
+        }
+        w
+    }
+    let level = Compression::fast();
+    match coding {
+        "gzip" => run(GzEncoder::new(Vec::new(), level), data, every)
+            .finish()
+            .unwrap(),
+        "deflate" => run(ZlibEncoder::new(Vec::new(), level), data, every)
+            .finish()
+            .unwrap(),
+        _ => run(DeflateEncoder::new(Vec::new(), level), data, every)
+            .finish()
+            .unwrap(),
+    }
+}
+
+#[test]
+fn gzip_and_deflate_replies_are_decoded_and_other_encodings_named() {
+    let stream = sse_stream(&["Hel", "lo", " wörld"]);
+    for (coding, header) in [("gzip", "gzip"), ("deflate", "deflate"), ("raw", "deflate")] {
+        let body = compressed(&stream, coding, 50);
+        let server = Server::always(Script::response(
+            200,
+            &[
+                ("Content-Type", "text/event-stream"),
+                ("Content-Encoding", header),
+            ],
+            &body,
+            Framing::ChunkedEvery(13),
+        ));
+        let out = CClient::new(&server.base_url()).chat(None);
+        out.ok();
+        assert_eq!(out.text(), "Hello wörld", "{coding}");
+        let reply = compressed(completion_json("Whole").as_bytes(), coding, 1000);
+        let server = Server::always(Script::response(
+            200,
+            &[
+                ("Content-Type", "application/json"),
+                ("Content-Encoding", header),
+            ],
+            &reply,
+            Framing::ContentLength,
+        ));
+        let out = CClient::new(&server.base_url()).chat(Some(r#"{"stream":false}"#));
+        out.ok();
+        assert_eq!(out.text(), "Whole", "{coding}");
+    }
+    // Corrupt compressed data is the reply's fault, not the connection's.
+    let mut body = compressed(&stream, "gzip", 50);
+    let middle = body.len() / 2;
+    body[middle..middle + 8].copy_from_slice(b"garbage!");
+    let server = Server::always(Script::response(
+        200,
+        &[
+            ("Content-Type", "text/event-stream"),
+            ("Content-Encoding", "gzip"),
+        ],
+        &body,
+        Framing::ContentLength,
+    ));
+    let out = CClient::new(&server.base_url()).chat(None);
+    assert_eq!(out.status, YLOKH_E_PROTOCOL, "{}", out.error);
+    assert!(
+        out.error.contains("gzip reply could not be decoded"),
+        "{}",
+        out.error
+    );
+    for coding in ["br", "zstd", "gzip, gzip"] {
+        let server = Server::always(Script::response(
+            200,
+            &[
+                ("Content-Type", "text/event-stream"),
+                ("Content-Encoding", coding),
+            ],
+            b"\x00\x01\x02",
+            Framing::ContentLength,
+        ));
+        let out = CClient::new(&server.base_url()).chat(None);
+        assert_eq!(out.status, YLOKH_E_PROTOCOL, "{}", out.error);
+        assert!(
+            out.error.contains(&format!(
+                "Content-Encoding: {coding}, which libylokh cannot decode"
+            )),
+            "{}",
+            out.error
+        );
+    }
+}
+
+#[test]
+fn compression_is_asked_for_only_for_whole_replies() {
+    let server = Server::start(|req| {
+        if req.json()["stream"] == json!(false) {
+            Script::json(200, &completion_json("x"))
+        } else {
+            Script::sse(&sse_stream(&["x"]), Framing::ContentLength)
+        }
+    });
+    let client = CClient::new(&server.base_url());
+    client.chat(None).ok();
+    client.chat(Some(r#"{"stream":false}"#)).ok();
+    assert_eq!(client.set_header("Accept-Encoding", Some("br")), YLOKH_OK);
+    client.chat(None).ok();
+    let asked: Vec<_> = server
+        .requests()
+        .iter()
+        .map(|r| r.header("accept-encoding").unwrap_or("").to_owned())
+        .collect();
+    assert_eq!(asked, ["identity", "gzip, deflate", "br"]);
+}
