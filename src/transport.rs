@@ -31,7 +31,7 @@ use ureq::{Agent, Error};
 pub const CANCEL_POLL: Duration = Duration::from_millis(20);
 /// How long a call with a before-wait hook looks for input before running the hook: a
 /// stream's events are handed over at most this much later than they were read.
-pub(crate) const FIRST_LOOK: Duration = Duration::from_micros(200);
+pub(crate) const FIRST_LOOK: Duration = Duration::from_micros(50);
 /// After `[DONE]`, how long to wait for the end of the body so the connection can be reused.
 /// A server or proxy that keeps the body open after `[DONE]` costs at most this much.
 pub const DRAIN_WAIT: Duration = Duration::from_millis(10);
