@@ -793,7 +793,10 @@ ylokh_status ylokh_client_set_cross_origin_redirects(struct ylokh_client *client
 /**
  * Bounds connecting and every wait for the next bytes of the reply, in milliseconds
  * (default 120000). A reply that keeps streaming is never cut by it; a silent server is,
- * with `YLOKH_E_TIMEOUT`. 0 is refused. Since 0.1.0.
+ * with `YLOKH_E_TIMEOUT`. 0 is refused: a call always has a bound on silence, or a dead
+ * server would hang it forever (UINT64_MAX is accepted and means practically none). The
+ * deadline, by contrast, is an extra bound that is off by default, so there 0 means none.
+ * Since 0.1.0.
  *
  * # Returns
  * - `YLOKH_OK`: the timeout is set.
@@ -806,8 +809,9 @@ ylokh_status ylokh_client_set_timeout_ms(struct ylokh_client *client, uint64_t t
 
 /**
  * Bounds a whole call, retries included, in milliseconds; 0 (the default) means no
- * bound. A call that runs out returns `YLOKH_E_TIMEOUT`, after the tokens delivered so far.
- * Since 0.1.0.
+ * bound, as does UINT64_MAX in practice. A call that runs out returns `YLOKH_E_TIMEOUT`,
+ * after the tokens delivered so far. (Unlike the timeout, which every call must have, the
+ * deadline is optional: see `ylokh_client_set_timeout_ms`.) Since 0.1.0.
  *
  * # Returns
  * - `YLOKH_OK`: the deadline is set (or removed, for 0).
@@ -903,8 +907,11 @@ ylokh_status ylokh_client_set_ca_file(struct ylokh_client *client, const char *p
 
 /**
  * Non-zero: trust the operating system's certificate store instead of the bundled Mozilla
- * roots (for corporate CAs installed system-wide). 0: back to the bundled roots. Replaces
- * any CA file set with `ylokh_client_set_ca_file`. Since 0.1.0.
+ * roots (for corporate CAs installed system-wide); this replaces any CA file set with
+ * `ylokh_client_set_ca_file`. 0: stop using the system store, back to the bundled roots;
+ * when the system store is not in use (the bundled roots or a CA file are), 0 changes
+ * nothing, so a CA file stays in force (`ylokh_client_set_ca_file(client, NULL)` drops it).
+ * Since 0.1.0.
  *
  * # Returns
  * - `YLOKH_OK`: the trust setting is applied.
@@ -999,7 +1006,9 @@ ylokh_status ylokh_conversation_add_json(struct ylokh_conversation *conversation
                                          const char *message_json);
 
 /**
- * The number of messages; 0 for NULL. Since 0.1.0.
+ * The number of messages. NULL is refused like everywhere else, but this function returns
+ * a count rather than a status: it returns 0 and, as a failing call does,
+ * `ylokh_last_error()` then says "conversation is NULL". Since 0.1.0.
  *
  * # Returns
  * The number of messages; 0 for NULL.

@@ -34,8 +34,9 @@ pub struct Usage<'a> {
 }
 
 /// One thing a reply said. `choice` is the index of the choice it belongs to (0 unless the
-/// request asked for several with `n`).
+/// request asked for several with `n`). More kinds may be added: match with a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Event<'a> {
     /// A piece of the answer (`delta.content`, or `message.content` when not streaming).
     Content { choice: u32, text: &'a str },
@@ -60,6 +61,25 @@ pub enum Event<'a> {
     Finish { choice: u32, reason: &'a str },
     /// Token counts (the last chunk with `stream_options.include_usage`, or the whole reply).
     Usage(Usage<'a>),
+}
+
+/// The choice that is "the answer": its content is what token callbacks and `chat_text`
+/// deliver and what a conversation keeps. Other choices (asked for with `n`) reach only
+/// the event API.
+pub(crate) const ANSWER_CHOICE: u32 = 0;
+
+impl<'a> Event<'a> {
+    /// The piece of the answer this event carries, if it is one: content of
+    /// [`ANSWER_CHOICE`].
+    pub fn token(&self) -> Option<&'a str> {
+        match *self {
+            Event::Content {
+                choice: ANSWER_CHOICE,
+                text,
+            } => Some(text),
+            _ => None,
+        }
+    }
 }
 
 /// A string that is borrowed from the input when it has no escapes.
@@ -310,6 +330,7 @@ where
 }
 
 /// The general parser alone, on a chunk that stands alone (for tests and fuzzing).
+#[cfg(any(test, feature = "test-hooks"))]
 pub(crate) fn parse_with_serde<B, F>(data: &[u8], on_event: &mut F) -> Result<ControlFlow<B>, Error>
 where
     F: FnMut(Event<'_>) -> ControlFlow<B> + ?Sized,

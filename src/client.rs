@@ -197,6 +197,17 @@ impl Client {
         Ok(())
     }
 
+    /// Back to the bundled roots if the system store is in use; with the bundled roots or
+    /// a CA file, nothing changes (checked and changed in one step, so a concurrent setter
+    /// is not undone).
+    pub fn stop_using_system_roots(&self) {
+        let mut state = self.lock();
+        if state.settings.trust == Trust::System {
+            Arc::make_mut(&mut state.settings).trust = Trust::Bundled;
+            state.agent = None;
+        }
+    }
+
     /// Sets or (with `None`) removes the debugging log.
     pub fn set_log(&self, log: Option<Logger>) {
         self.update(false, |s| s.log = log);
@@ -247,9 +258,9 @@ impl Client {
     where
         F: FnMut(&str) -> ControlFlow<()>,
     {
-        self.chat(request, |event| match event {
-            Event::Content { choice: 0, text } => on_token(text),
-            _ => ControlFlow::Continue(()),
+        self.chat(request, |event| match event.token() {
+            Some(text) => on_token(text),
+            None => ControlFlow::Continue(()),
         })
     }
 

@@ -1,10 +1,11 @@
 //! One error type for the whole library, with a kind that maps to a fixed C status code.
 
-use std::ffi::CStr;
 use std::fmt;
 
 /// What went wrong, coarsely. Each kind has a fixed number in the C API (`ylokh_status`).
+/// More kinds may be added: match with a wildcard arm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// A NULL pointer, a string that is not UTF-8, messages or options that are not valid JSON
     /// of the right shape, a bad URL or header. Nothing was sent.
@@ -30,58 +31,33 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    /// The fixed number of this kind in the C API.
-    pub const fn code(self) -> i32 {
-        match self {
-            ErrorKind::InvalidArgument => 1,
-            ErrorKind::Aborted => 2,
-            ErrorKind::Connect => 3,
-            ErrorKind::Tls => 4,
-            ErrorKind::Timeout => 5,
-            ErrorKind::HttpStatus => 6,
-            ErrorKind::Api => 7,
-            ErrorKind::Protocol => 8,
-            ErrorKind::Io => 9,
-            ErrorKind::Internal => 10,
-        }
-    }
-
-    /// The kind with this C status number, if any.
-    pub const fn from_code(code: i32) -> Option<ErrorKind> {
-        use ErrorKind::*;
-        Some(match code {
-            1 => InvalidArgument,
-            2 => Aborted,
-            3 => Connect,
-            4 => Tls,
-            5 => Timeout,
-            6 => HttpStatus,
-            7 => Api,
-            8 => Protocol,
-            9 => Io,
-            10 => Internal,
-            _ => return None,
-        })
-    }
+    /// Every kind. Their numbers in the C API (`ylokh_status`) are given in `ffi` only.
+    pub(crate) const ALL: [ErrorKind; 10] = [
+        ErrorKind::InvalidArgument,
+        ErrorKind::Aborted,
+        ErrorKind::Connect,
+        ErrorKind::Tls,
+        ErrorKind::Timeout,
+        ErrorKind::HttpStatus,
+        ErrorKind::Api,
+        ErrorKind::Protocol,
+        ErrorKind::Io,
+        ErrorKind::Internal,
+    ];
 
     /// A short, static description of the kind (what `ylokh_status_str` returns).
-    pub fn describe(self) -> &'static str {
-        self.describe_c().to_str().unwrap_or_default()
-    }
-
-    /// [`ErrorKind::describe`] as a C string.
-    pub const fn describe_c(self) -> &'static CStr {
+    pub const fn describe(self) -> &'static str {
         match self {
-            ErrorKind::InvalidArgument => c"invalid argument",
-            ErrorKind::Aborted => c"aborted",
-            ErrorKind::Connect => c"could not connect",
-            ErrorKind::Tls => c"TLS error",
-            ErrorKind::Timeout => c"timed out",
-            ErrorKind::HttpStatus => c"HTTP error status",
-            ErrorKind::Api => c"server reported an error",
-            ErrorKind::Protocol => c"protocol error",
-            ErrorKind::Io => c"I/O error",
-            ErrorKind::Internal => c"internal error",
+            ErrorKind::InvalidArgument => "invalid argument",
+            ErrorKind::Aborted => "aborted",
+            ErrorKind::Connect => "could not connect",
+            ErrorKind::Tls => "TLS error",
+            ErrorKind::Timeout => "timed out",
+            ErrorKind::HttpStatus => "HTTP error status",
+            ErrorKind::Api => "server reported an error",
+            ErrorKind::Protocol => "protocol error",
+            ErrorKind::Io => "I/O error",
+            ErrorKind::Internal => "internal error",
         }
     }
 }
@@ -162,27 +138,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn codes_are_fixed_and_distinct() {
-        use ErrorKind::*;
-        let all = [
-            InvalidArgument,
-            Aborted,
-            Connect,
-            Tls,
-            Timeout,
-            HttpStatus,
-            Api,
-            Protocol,
-            Io,
-            Internal,
-        ];
-        let codes: Vec<i32> = all.iter().map(|k| k.code()).collect();
-        assert_eq!(codes, (1..=10).collect::<Vec<_>>());
-        for kind in all {
-            assert_eq!(ErrorKind::from_code(kind.code()), Some(kind));
+    fn every_kind_is_listed_once() {
+        let mut seen = std::collections::HashSet::new();
+        for kind in ErrorKind::ALL {
+            assert!(seen.insert(kind), "{kind:?} twice");
+            assert!(!kind.describe().is_empty());
         }
-        assert_eq!(ErrorKind::from_code(0), None);
-        assert_eq!(ErrorKind::from_code(11), None);
     }
 
     #[test]

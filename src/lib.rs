@@ -13,6 +13,9 @@
 //! client.chat_tokens(&request, |token| { print!("{token}"); ControlFlow::Continue(()) }).unwrap();
 //! ```
 
+// Only the C ABI (ffi/) may use unsafe; it allows it for itself, everything else is safe Rust.
+#![deny(unsafe_code)]
+
 mod backoff;
 mod call;
 mod cancel;
@@ -57,7 +60,8 @@ pub mod provider {
 /// This library's version, from Cargo.toml.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Not part of the API, and may change at any time: the parsing stages of a call on bytes
-/// in memory, without I/O, for the fuzz targets in `fuzz/`.
+/// Not part of the API, and only built with the `test-hooks` feature: the parsing stages
+/// of a call on bytes in memory, without I/O, for the fuzz targets in `fuzz/`.
+#[cfg(feature = "test-hooks")]
 #[doc(hidden)]
 pub mod fuzzing;

@@ -9,7 +9,7 @@
 
 use serde_json::{json, Map, Value};
 
-use crate::chunk::Event;
+use crate::chunk::{Event, ANSWER_CHOICE};
 
 /// Most distinct tool calls kept for one message; pieces of further calls are dropped, so a
 /// hostile stream of ever-new indices cannot grow the message without bound.
@@ -31,7 +31,8 @@ pub struct ToolCall {
     pub arguments: String,
 }
 
-/// The assistant message of choice 0 of a reply, accumulated from its events.
+/// The assistant message of the answer's choice (`ANSWER_CHOICE`, 0) of a reply,
+/// accumulated from its events.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Message {
     content: String,
@@ -53,11 +54,20 @@ impl Message {
     /// is one choice's); usage belongs to the whole reply and is always kept.
     pub fn apply(&mut self, event: &Event<'_>) {
         match *event {
-            Event::Content { choice: 0, text } => self.content.push_str(text),
-            Event::Reasoning { choice: 0, text } => self.reasoning.push_str(text),
-            Event::Refusal { choice: 0, text } => self.refusal.push_str(text),
+            Event::Content {
+                choice: ANSWER_CHOICE,
+                text,
+            } => self.content.push_str(text),
+            Event::Reasoning {
+                choice: ANSWER_CHOICE,
+                text,
+            } => self.reasoning.push_str(text),
+            Event::Refusal {
+                choice: ANSWER_CHOICE,
+                text,
+            } => self.refusal.push_str(text),
             Event::ToolCall {
-                choice: 0,
+                choice: ANSWER_CHOICE,
                 index,
                 id,
                 kind,
@@ -81,7 +91,10 @@ impl Message {
                 keep_first(&mut call.name, name);
                 call.arguments.push_str(arguments);
             }
-            Event::Finish { choice: 0, reason } => self.finish_reason = Some(reason.to_owned()),
+            Event::Finish {
+                choice: ANSWER_CHOICE,
+                reason,
+            } => self.finish_reason = Some(reason.to_owned()),
             Event::Usage(usage) => self.usage_json = Some(usage.json.to_owned()),
             _ => {}
         }

@@ -7,7 +7,7 @@
 //!
 //! Events travel in batches: the worker collects events and publishes them together when
 //! the socket has nothing more to read yet (the transport's before-wait hook, at most
-//! 0.2 ms after they arrived) or the batch is full ([`BATCH_EVENTS`], [`BATCH_BYTES`]), so
+//! 0.05 ms after they arrived) or the batch is full ([`BATCH_EVENTS`], [`BATCH_BYTES`]), so
 //! the queue's lock and the wake-up are paid once per batch, not once per token. The queue
 //! is bounded ([`QUEUE_BYTES`], [`QUEUE_EVENTS`]): when that much waits, the worker stops,
 //! and so stops reading the socket, until the consumer catches up.
@@ -537,6 +537,8 @@ struct Producer {
     batch: Batch,
     /// Why the producer stopped the call itself.
     failure: Option<Error>,
+    /// The first event has been published.
+    published_any: bool,
 }
 
 /// Batches index their text with 32-bit offsets; a larger event (possible only with a
@@ -555,7 +557,13 @@ impl Producer {
             return ControlFlow::Break(());
         }
         self.batch.push(&event);
-        if self.batch.len() >= BATCH_EVENTS || self.batch.bytes() >= BATCH_BYTES {
+        // The first event goes at once: the time to the first token is what a waiting user
+        // sees; later ones gather into batches.
+        if !self.published_any
+            || self.batch.len() >= BATCH_EVENTS
+            || self.batch.bytes() >= BATCH_BYTES
+        {
+            self.published_any = true;
             self.publish(true)?;
         }
         ControlFlow::Continue(())
@@ -656,6 +664,7 @@ fn worker(shared: Arc<Shared>, call: PreparedCall, request: ChatRequest, stop: C
         stop: stop.clone(),
         batch: Batch::default(),
         failure: None,
+        published_any: false,
     }));
     let before_wait = producer.clone();
     let result = catch_unwind(AssertUnwindSafe(|| {

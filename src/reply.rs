@@ -228,11 +228,16 @@ pub(crate) fn map_ureq_error(e: ureq::Error, doing: &str) -> Error {
     Error::new(kind, format!("{} while {doing}: {e}", kind.describe()))
 }
 
-/// rustls reports certificate problems as `InvalidData` I/O errors wrapping its own error.
+/// Whether an I/O error carries a TLS failure. rustls reports its errors (an untrusted
+/// certificate, a peer that does not speak TLS, an alert) as I/O errors wrapping its own
+/// error type, the one `ureq::Error::Rustls` holds: the type is taken from that variant,
+/// so this library needs no dependency on rustls to recognise it.
 fn is_tls_error(e: &std::io::Error) -> bool {
-    e.get_ref().is_some_and(|inner| {
-        inner.is::<ureq::Error>()
-            || inner.is::<rustls::Error>()
-            || format!("{inner:?}").contains("Certificate")
-    })
+    fn wraps<T: std::error::Error + 'static>(
+        _variant: fn(T) -> ureq::Error,
+        e: &std::io::Error,
+    ) -> bool {
+        e.get_ref().is_some_and(|inner| inner.is::<T>())
+    }
+    wraps(ureq::Error::Rustls, e) || e.get_ref().is_some_and(|inner| inner.is::<ureq::Error>())
 }

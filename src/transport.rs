@@ -31,7 +31,7 @@ use ureq::{Agent, Error};
 pub const CANCEL_POLL: Duration = Duration::from_millis(20);
 /// How long a call with a before-wait hook looks for input before running the hook: a
 /// stream's events are handed over at most this much later than they were read.
-pub(crate) const FIRST_LOOK: Duration = Duration::from_micros(200);
+pub(crate) const FIRST_LOOK: Duration = Duration::from_micros(50);
 /// After `[DONE]`, how long to wait for the end of the body so the connection can be reused.
 /// A server or proxy that keeps the body open after `[DONE]` costs at most this much.
 pub const DRAIN_WAIT: Duration = Duration::from_millis(10);
@@ -50,6 +50,12 @@ impl fmt::Display for Cancelled {
 
 impl std::error::Error for Cancelled {}
 
+// Why thread-locals and not the call's own state: ureq 3.5.1's transport API hands a
+// connector only the connection's details (URI, addresses, config, timeout) and a transport
+// only the timeout of each wait; nothing of the call reaches them (no request extensions or
+// user data), and a pooled transport outlives the call that opened it. ureq does every read
+// and write of a call on the calling thread, so the thread carries the call's state, set
+// and cleared by CallGuard.
 thread_local! {
     static IN_CALL: Cell<bool> = const { Cell::new(false) };
     static CANCEL: RefCell<Option<Arc<AtomicBool>>> = const { RefCell::new(None) };

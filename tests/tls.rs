@@ -352,3 +352,51 @@ fn a_redirect_from_https_to_http_is_refused() {
     assert!(out.error.contains("https to"), "{}", out.error);
     assert!(plain.requests().is_empty());
 }
+
+#[test]
+fn turning_the_system_store_off_keeps_a_ca_file() {
+    let url = https_server(sse_reply(&["se", "cure"]));
+    let client = CClient::new(&url);
+    // SAFETY: live client.
+    unsafe { ylokh_client_set_max_retries(client.0, 0) };
+    assert_eq!(set_ca_file(&client, Some(CA)), YLOKH_OK, "{}", last_error());
+    // SAFETY: live client.
+    assert_eq!(
+        unsafe { ylokh_client_use_system_roots(client.0, 0) },
+        YLOKH_OK
+    );
+    assert_eq!(client.chat(None).ok().text(), "secure");
+
+    // From the system store, 0 goes back to the bundled roots, which lack the test CA.
+    // SAFETY: live client.
+    unsafe {
+        assert_eq!(ylokh_client_use_system_roots(client.0, 1), YLOKH_OK);
+        assert_eq!(ylokh_client_use_system_roots(client.0, 0), YLOKH_OK);
+    }
+    assert_eq!(client.chat(None).status, YLOKH_E_TLS);
+}
+
+#[test]
+fn https_to_a_server_that_speaks_plain_http_is_a_tls_error() {
+    // The server answers the TLS ClientHello with a plain HTTP reply, as a plain-HTTP
+    // server (or a misconfigured proxy port) does.
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!(
+        "https://127.0.0.1:{}/v1",
+        listener.local_addr().unwrap().port()
+    );
+    thread::spawn(move || {
+        for stream in listener.incoming().take(8) {
+            let Ok(mut stream) = stream else { continue };
+            let _ = stream.write_all(
+                b"HTTP/1.1 400 Bad Request\r\nContent-Length: 11\r\nConnection: close\r\n\r\nbad request",
+            );
+            let _ = stream.flush();
+        }
+    });
+    let client = CClient::new(&url);
+    // SAFETY: live client.
+    unsafe { ylokh_client_set_max_retries(client.0, 0) };
+    let out = client.chat(None);
+    assert_eq!(out.status, YLOKH_E_TLS, "{}", out.error);
+}

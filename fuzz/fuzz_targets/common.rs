@@ -15,6 +15,7 @@ pub enum Owned {
     Tool(u32, u32, Option<String>, Option<String>, Option<String>, String),
     Finish(u32, String),
     Usage(u64, u64, u64, String),
+    Other(String),
 }
 
 impl Owned {
@@ -51,6 +52,8 @@ impl Owned {
                 u.total_tokens,
                 own(u.json),
             ),
+            // Event is non_exhaustive: a kind added later is still recorded and compared.
+            other => Owned::Other(format!("{other:?}")),
         }
     }
 }

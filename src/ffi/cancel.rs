@@ -38,7 +38,8 @@ pub extern "C" fn ylokh_cancel_new() -> *mut ylokh_cancel {
 #[no_mangle]
 pub unsafe extern "C" fn ylokh_cancel_trigger(cancel: *const ylokh_cancel) -> ylokh_status {
     guard(|| {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `cancel` is NULL or a live token (this function's contract), as `handle`
+        // requires; the token is only read through its atomic flag.
         unsafe { handle(cancel, "cancel") }?.inner.cancel();
         Ok(())
     })
@@ -55,7 +56,8 @@ pub unsafe extern "C" fn ylokh_cancel_trigger(cancel: *const ylokh_cancel) -> yl
 #[no_mangle]
 pub unsafe extern "C" fn ylokh_cancel_reset(cancel: *const ylokh_cancel) -> ylokh_status {
     guard(|| {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `cancel` is NULL or a live token (this function's contract), as `handle`
+        // requires; the token is only read through its atomic flag.
         unsafe { handle(cancel, "cancel") }?.inner.reset();
         Ok(())
     })
@@ -75,7 +77,8 @@ pub unsafe extern "C" fn ylokh_cancel_reset(cancel: *const ylokh_cancel) -> ylok
 pub unsafe extern "C" fn ylokh_cancel_free(cancel: *mut ylokh_cancel) {
     guard_value((), || {
         if !cancel.is_null() {
-            // SAFETY: the caller gives up a handle made by Box::into_raw.
+            // SAFETY: not NULL (checked); by this function's contract a token from
+            // ylokh_cancel_new (Box::into_raw) that no call uses any more, freed only once.
             drop(unsafe { Box::from_raw(cancel) });
         }
     })

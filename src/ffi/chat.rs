@@ -10,7 +10,7 @@ use super::conversation::ylokh_conversation;
 use super::strings::hand_out_string;
 use super::{guard, guard_value, handle, opt_str, req_str, ylokh_status};
 use crate::cancel::CancelToken;
-use crate::chunk::Event;
+use crate::chunk::{Event, ANSWER_CHOICE};
 use crate::client::Client;
 use crate::error::Error;
 use crate::request::{self, ChatRequest};
@@ -103,15 +103,17 @@ impl Callbacks {
     fn deliver(&mut self, event: Event<'_>) -> ControlFlow<()> {
         if let Some(on_event) = self.on_event {
             let c_event = self.c_event(&event);
-            // SAFETY: the caller of the chat function vouches for the callback; the event and
-            // the scratch it points into live until it returns.
+            // SAFETY: the chat function's contract makes `on_event` safe to call with
+            // `userdata` on this thread during the call; `c_event` and the scratch buffer
+            // its strings point into are not touched until the callback returns.
             if unsafe { on_event(self.userdata, &c_event) } != 0 {
                 return ControlFlow::Break(());
             }
         }
-        if let (Some(on_token), Event::Content { choice: 0, text }) = (self.on_token, event) {
+        if let (Some(on_token), Some(text)) = (self.on_token, event.token()) {
             let token = self.terminated(&[text])[0];
-            // SAFETY: as above; `token` points at len bytes and a NUL in the scratch buffer.
+            // SAFETY: as above for `on_token`; `token` points at text.len() bytes and a NUL
+            // in the scratch buffer, untouched until the callback returns.
             if unsafe { on_token(self.userdata, token, text.len()) } != 0 {
                 return ControlFlow::Break(());
             }
@@ -225,7 +227,11 @@ fn run_chat(
     set_last_finish_reason(None);
     let mut finish = None;
     let mut deliver = |event: Event<'_>| {
-        if let Event::Finish { choice: 0, reason } = event {
+        if let Event::Finish {
+            choice: ANSWER_CHOICE,
+            reason,
+        } = event
+        {
             finish = Some(reason.to_owned());
         }
         callbacks.deliver(event)
@@ -338,7 +344,8 @@ pub unsafe extern "C" fn ylokh_chat(
     if on_token.is_none() {
         return guard(|| Err(Error::invalid("on_token is NULL")));
     }
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `request` lives on this stack for the whole call and holds this function's
+    // arguments, whose contract is the one ylokh_chat_ex asks of a request's fields.
     unsafe { ylokh_chat_ex(client, &request) }
 }
 
@@ -389,7 +396,8 @@ pub unsafe extern "C" fn ylokh_chat_events(
     if on_event.is_none() {
         return guard(|| Err(Error::invalid("on_event is NULL")));
     }
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `request` lives on this stack for the whole call and holds this function's
+    // arguments, whose contract is the one ylokh_chat_ex asks of a request's fields.
     unsafe { ylokh_chat_ex(client, &request) }
 }
 
@@ -434,7 +442,9 @@ pub unsafe extern "C" fn ylokh_chat_text(
         if out_text.is_null() {
             return Err(Error::invalid("out_text is NULL"));
         }
-        // SAFETY: forwarded from the caller.
+        // SAFETY: this function's contract gives `client` NULL or live and the strings NULL
+        // or NUL-terminated, as `handle`, opt_str and req_str require; the strings are only
+        // read before the request starts.
         let (client, model, messages, options) = unsafe {
             (
                 handle(client, "client")?,
@@ -447,8 +457,9 @@ pub unsafe extern "C" fn ylokh_chat_text(
         set_last_finish_reason(None);
         let message = client.client().chat_message(&request, None)?;
         set_last_finish_reason(message.finish_reason());
-        // SAFETY: checked above / forwarded from the caller.
-        unsafe { hand_out_string(message.content().to_owned(), out_text, out_len) }
+        // SAFETY: `out_text` is not NULL (checked above) and, like `out_len` (NULL or not),
+        // writable by this function's contract, as hand_out_string requires.
+        unsafe { hand_out_string(message.content().to_owned(), out_text, "out_text", out_len) }
     })
 }
 
@@ -498,7 +509,7 @@ pub unsafe extern "C" fn ylokh_chat_message_json(
         let message = client.client().chat_message(&request, None)?;
         set_last_finish_reason(message.finish_reason());
         // SAFETY: out_json checked non-NULL; both outputs writable as the caller promises.
-        unsafe { hand_out_string(message.to_json(), out_json, out_len) }
+        unsafe { hand_out_string(message.to_json(), out_json, "out_json", out_len) }
     })
 }
 
@@ -549,7 +560,15 @@ pub unsafe extern "C" fn ylokh_conversation_chat(
         userdata,
         ..ylokh_request::EMPTY
     };
-    // SAFETY: forwarded from the caller.
+    // Checked here so that the errors name this function's arguments, not the request's.
+    if conversation.is_null() {
+        return guard(|| Err(Error::invalid("conversation is NULL")));
+    }
+    if on_token.is_none() {
+        return guard(|| Err(Error::invalid("on_token is NULL")));
+    }
+    // SAFETY: `request` lives on this stack for the whole call and holds this function's
+    // arguments, whose contract is the one ylokh_chat_ex asks of a request's fields.
     unsafe { ylokh_chat_ex(client, &request) }
 }
 
@@ -704,16 +723,20 @@ pub unsafe extern "C" fn ylokh_chat_ex(
     request: *const ylokh_request,
 ) -> ylokh_status {
     guard(|| {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `client` is NULL or live (this function's contract), as `handle` requires;
+        // it is borrowed for this call only.
         let client = unsafe { handle(client, "client") }?;
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `request` is NULL or points to a readable ylokh_request whose struct_size
+        // says how much of it the caller wrote (this function's contract), as read_request
+        // requires; it is copied before use.
         let request = &unsafe { read_request(request) }?;
         if request.on_token.is_none() && request.on_event.is_none() {
             return Err(Error::invalid(
                 "the request has neither on_token nor on_event",
             ));
         }
-        // SAFETY: forwarded from the caller.
+        // SAFETY: the request's strings are NULL or NUL-terminated and `cancel` NULL or a live
+        // token, by this function's contract; they are read while the caller waits for us.
         let (model, options, cancel) = unsafe {
             (
                 opt_str(request.model, "model")?,
@@ -723,16 +746,21 @@ pub unsafe extern "C" fn ylokh_chat_ex(
                 request.cancel.as_ref().map(|c| c.inner.clone()),
             )
         };
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `conversation` is NULL or live and not used by another thread during the
+        // call (this function's contract), so the exclusive borrow aliases nothing.
         let messages = match unsafe { (request.conversation.as_mut(), request.messages_json) } {
             (Some(conversation), m) if m.is_null() => {
                 Messages::Conversation(&mut conversation.inner)
             }
             (None, m) if !m.is_null() => {
-                // SAFETY: forwarded from the caller.
+                // SAFETY: not NULL (this arm), and NUL-terminated by this function's contract.
                 Messages::Json(unsafe { req_str(m, "messages_json") }?)
             }
-            (None, _) => return Err(Error::invalid("messages_json is NULL")),
+            (None, _) => {
+                return Err(Error::invalid(
+                    "messages_json is NULL and so is conversation: give one of them",
+                ))
+            }
             (Some(_), _) => {
                 return Err(Error::invalid(
                     "give either messages_json or conversation, not both",

@@ -54,7 +54,9 @@ pub extern "C" fn ylokh_client_new() -> *mut ylokh_client {
 pub unsafe extern "C" fn ylokh_client_free(client: *mut ylokh_client) {
     guard_value((), || {
         if !client.is_null() {
-            // SAFETY: the caller gives up a handle made by Box::into_raw.
+            // SAFETY: not NULL (checked); by this function's contract a handle from
+            // ylokh_client_new (Box::into_raw) that no thread uses any more and that is
+            // freed only once.
             drop(unsafe { Box::from_raw(client) });
         }
     })
@@ -69,7 +71,8 @@ unsafe fn with_client(
     change: impl FnOnce(&Client) -> Result<(), Error>,
 ) -> ylokh_status {
     guard(|| {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `client` is NULL or a live handle (this function's contract), as `handle`
+        // requires; the borrow ends when `change` returns.
         let client = unsafe { handle(client, "client") }?;
         change(client.client())
     })
@@ -96,7 +99,9 @@ pub unsafe extern "C" fn ylokh_client_set_base_url(
     client: *mut ylokh_client,
     base_url: *const c_char,
 ) -> ylokh_status {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: this function's contract gives `client` NULL or live and `base_url` NULL or
+    // NUL-terminated, which is what with_client and the string readers require; nothing is kept
+    // after return.
     unsafe {
         with_client(client, |c| {
             let url = req_str(base_url, "base_url")?;
@@ -126,7 +131,9 @@ pub unsafe extern "C" fn ylokh_client_set_api_key(
     client: *mut ylokh_client,
     api_key: *const c_char,
 ) -> ylokh_status {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: this function's contract gives `client` NULL or live and `api_key` NULL or
+    // NUL-terminated, which is what with_client and the string readers require; nothing is
+    // kept after return.
     unsafe { with_client(client, |c| c.set_api_key(opt_str(api_key, "api_key")?)) }
 }
 
@@ -149,7 +156,9 @@ pub unsafe extern "C" fn ylokh_client_set_proxy(
     client: *mut ylokh_client,
     proxy_url: *const c_char,
 ) -> ylokh_status {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: this function's contract gives `client` NULL or live and `proxy_url` NULL or
+    // NUL-terminated, which is what with_client and the string readers require; nothing is kept
+    // after return.
     unsafe { with_client(client, |c| c.set_proxy(opt_str(proxy_url, "proxy_url")?)) }
 }
 
@@ -167,7 +176,7 @@ pub unsafe extern "C" fn ylokh_client_set_proxy_from_env(
     client: *mut ylokh_client,
     enabled: c_int,
 ) -> ylokh_status {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `client` is NULL or live (this function's contract), as with_client requires.
     unsafe {
         with_client(client, |c| {
             c.set_proxy_from_env(enabled != 0);
@@ -195,7 +204,7 @@ pub unsafe extern "C" fn ylokh_client_set_cross_origin_redirects(
     client: *mut ylokh_client,
     allow: c_int,
 ) -> ylokh_status {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `client` is NULL or live (this function's contract), as with_client requires.
     unsafe {
         with_client(client, |c| {
             c.set_cross_origin_redirects(allow != 0);
@@ -206,7 +215,10 @@ pub unsafe extern "C" fn ylokh_client_set_cross_origin_redirects(
 
 /// Bounds connecting and every wait for the next bytes of the reply, in milliseconds
 /// (default 120000). A reply that keeps streaming is never cut by it; a silent server is,
-/// with `YLOKH_E_TIMEOUT`. 0 is refused. Since 0.1.0.
+/// with `YLOKH_E_TIMEOUT`. 0 is refused: a call always has a bound on silence, or a dead
+/// server would hang it forever (UINT64_MAX is accepted and means practically none). The
+/// deadline, by contrast, is an extra bound that is off by default, so there 0 means none.
+/// Since 0.1.0.
 ///
 /// # Returns
 /// - `YLOKH_OK`: the timeout is set.
@@ -219,13 +231,21 @@ pub unsafe extern "C" fn ylokh_client_set_timeout_ms(
     client: *mut ylokh_client,
     timeout_ms: u64,
 ) -> ylokh_status {
-    // SAFETY: forwarded from the caller.
-    unsafe { with_client(client, |c| c.set_timeout(Duration::from_millis(timeout_ms))) }
+    // SAFETY: `client` is NULL or live (this function's contract), as with_client requires.
+    unsafe {
+        with_client(client, |c| {
+            if timeout_ms == 0 {
+                return Err(Error::invalid("timeout_ms must be greater than zero"));
+            }
+            c.set_timeout(Duration::from_millis(timeout_ms))
+        })
+    }
 }
 
 /// Bounds a whole call, retries included, in milliseconds; 0 (the default) means no
-/// bound. A call that runs out returns `YLOKH_E_TIMEOUT`, after the tokens delivered so far.
-/// Since 0.1.0.
+/// bound, as does UINT64_MAX in practice. A call that runs out returns `YLOKH_E_TIMEOUT`,
+/// after the tokens delivered so far. (Unlike the timeout, which every call must have, the
+/// deadline is optional: see `ylokh_client_set_timeout_ms`.) Since 0.1.0.
 ///
 /// # Returns
 /// - `YLOKH_OK`: the deadline is set (or removed, for 0).
@@ -238,7 +258,7 @@ pub unsafe extern "C" fn ylokh_client_set_deadline_ms(
     client: *mut ylokh_client,
     deadline_ms: u64,
 ) -> ylokh_status {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `client` is NULL or live (this function's contract), as with_client requires.
     unsafe {
         with_client(client, |c| {
             c.set_deadline(Some(Duration::from_millis(deadline_ms)));
@@ -271,7 +291,9 @@ pub unsafe extern "C" fn ylokh_client_set_header(
     name: *const c_char,
     value: *const c_char,
 ) -> ylokh_status {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: this function's contract gives `client` NULL or live and `name` and `value` NULL or
+    // NUL-terminated, which is what with_client and the string readers require; nothing is kept
+    // after return.
     unsafe {
         with_client(client, |c| {
             c.set_header(req_str(name, "name")?, opt_str(value, "value")?)
@@ -295,7 +317,7 @@ pub unsafe extern "C" fn ylokh_client_set_max_retries(
     client: *mut ylokh_client,
     max_retries: u32,
 ) -> ylokh_status {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `client` is NULL or live (this function's contract), as with_client requires.
     unsafe {
         with_client(client, |c| {
             c.set_max_retries(max_retries);
@@ -318,7 +340,7 @@ pub unsafe extern "C" fn ylokh_client_set_retry_delay_ms(
     client: *mut ylokh_client,
     delay_ms: u64,
 ) -> ylokh_status {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `client` is NULL or live (this function's contract), as with_client requires.
     unsafe {
         with_client(client, |c| {
             c.set_retry_delay(Duration::from_millis(delay_ms));
@@ -342,7 +364,7 @@ pub unsafe extern "C" fn ylokh_client_set_max_event_bytes(
     client: *mut ylokh_client,
     max_bytes: usize,
 ) -> ylokh_status {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: `client` is NULL or live (this function's contract), as with_client requires.
     unsafe { with_client(client, |c| c.set_max_event_bytes(max_bytes)) }
 }
 
@@ -364,7 +386,9 @@ pub unsafe extern "C" fn ylokh_client_set_ca_file(
     client: *mut ylokh_client,
     pem_path: *const c_char,
 ) -> ylokh_status {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: this function's contract gives `client` NULL or live and `pem_path` NULL or
+    // NUL-terminated, which is what with_client and the string readers require; nothing is kept
+    // after return.
     unsafe {
         with_client(client, |c| {
             let trust = match opt_str(pem_path, "pem_path")? {
@@ -377,8 +401,11 @@ pub unsafe extern "C" fn ylokh_client_set_ca_file(
 }
 
 /// Non-zero: trust the operating system's certificate store instead of the bundled Mozilla
-/// roots (for corporate CAs installed system-wide). 0: back to the bundled roots. Replaces
-/// any CA file set with `ylokh_client_set_ca_file`. Since 0.1.0.
+/// roots (for corporate CAs installed system-wide); this replaces any CA file set with
+/// `ylokh_client_set_ca_file`. 0: stop using the system store, back to the bundled roots;
+/// when the system store is not in use (the bundled roots or a CA file are), 0 changes
+/// nothing, so a CA file stays in force (`ylokh_client_set_ca_file(client, NULL)` drops it).
+/// Since 0.1.0.
 ///
 /// # Returns
 /// - `YLOKH_OK`: the trust setting is applied.
@@ -391,13 +418,17 @@ pub unsafe extern "C" fn ylokh_client_use_system_roots(
     client: *mut ylokh_client,
     enabled: c_int,
 ) -> ylokh_status {
-    let trust = if enabled != 0 {
-        Trust::System
-    } else {
-        Trust::Bundled
-    };
-    // SAFETY: forwarded from the caller.
-    unsafe { with_client(client, |c| c.set_trust(trust)) }
+    // SAFETY: `client` is NULL or live (this function's contract), as with_client requires.
+    unsafe {
+        with_client(client, |c| {
+            if enabled != 0 {
+                c.set_trust(Trust::System)
+            } else {
+                c.stop_using_system_roots();
+                Ok(())
+            }
+        })
+    }
 }
 
 /// Receives one line of the debugging log: `message` is `len` bytes of UTF-8 followed by a
@@ -413,8 +444,9 @@ struct CLogger {
     userdata: *mut c_void,
 }
 
-// SAFETY: the caller of ylokh_client_set_log promises that the callback may be called with
-// this userdata from any thread that chats on the client.
+// SAFETY: CLogger only holds the pointers and calls the callback. The caller of
+// ylokh_client_set_log promises (its documented contract) that the callback may be called
+// with this userdata from any thread that chats on the client, at the same time too.
 unsafe impl Send for CLogger {}
 unsafe impl Sync for CLogger {}
 
@@ -422,8 +454,9 @@ impl CLogger {
     fn emit(&self, line: &str) {
         // Log lines come from the library's own messages; a NUL would end the C string early.
         let text = CString::new(line.replace('\0', "\\0")).unwrap_or_default();
-        // SAFETY: promised by the caller of ylokh_client_set_log; the string lives until the
-        // callback returns.
+        // SAFETY: the callback and userdata are valid to call from this thread until the
+        // client is freed (ylokh_client_set_log's contract), and the client is in use here;
+        // `text` is NUL-terminated after len bytes and lives until the callback returns.
         unsafe { (self.callback)(self.userdata, text.as_ptr(), text.as_bytes().len()) }
     }
 }
@@ -446,7 +479,8 @@ pub unsafe extern "C" fn ylokh_client_set_log(
     on_log: ylokh_log_cb,
     userdata: *mut c_void,
 ) -> ylokh_status {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: this function's contract gives `client` NULL or live, which is what
+    // with_client requires; `on_log` and `userdata` are only stored here (see CLogger).
     unsafe {
         with_client(client, |c| {
             let logger = on_log.map(|callback| {

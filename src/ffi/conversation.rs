@@ -3,7 +3,7 @@
 use std::ffi::c_char;
 
 use super::strings::hand_out_string;
-use super::{guard, guard_value, handle, req_str, ylokh_status};
+use super::{fail, guard, guard_value, handle, req_str, ylokh_status};
 use crate::conversation::Conversation;
 use crate::error::Error;
 
@@ -50,7 +50,8 @@ pub unsafe extern "C" fn ylokh_conversation_from_json(
         if out.is_null() {
             return Err(Error::invalid("out is NULL"));
         }
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `json` is NULL or NUL-terminated (this function's contract), as req_str
+        // requires; it is read only during this call.
         let json = unsafe { req_str(json, "json") }?;
         let inner = Conversation::from_json(json)?;
         let conversation = Box::into_raw(Box::new(ylokh_conversation { inner }));
@@ -69,7 +70,9 @@ pub unsafe extern "C" fn ylokh_conversation_from_json(
 pub unsafe extern "C" fn ylokh_conversation_free(conversation: *mut ylokh_conversation) {
     guard_value((), || {
         if !conversation.is_null() {
-            // SAFETY: the caller gives up a handle made by Box::into_raw.
+            // SAFETY: not NULL (checked); by this function's contract a handle from
+            // ylokh_conversation_new or _from_json (Box::into_raw) that no thread uses any
+            // more, freed only once.
             drop(unsafe { Box::from_raw(conversation) });
         }
     })
@@ -80,7 +83,8 @@ pub unsafe extern "C" fn ylokh_conversation_free(conversation: *mut ylokh_conver
 unsafe fn conversation_mut<'a>(
     conversation: *mut ylokh_conversation,
 ) -> Result<&'a mut Conversation, Error> {
-    // SAFETY: forwarded from the caller.
+    // SAFETY: by this function's contract `conversation` is NULL (as_mut gives None) or a
+    // live handle used by this thread only, so the exclusive borrow aliases nothing.
     unsafe { conversation.as_mut() }
         .map(|c| &mut c.inner)
         .ok_or_else(|| Error::invalid("conversation is NULL"))
@@ -104,7 +108,9 @@ pub unsafe extern "C" fn ylokh_conversation_add(
     content: *const c_char,
 ) -> ylokh_status {
     guard(|| {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: this function's contract gives `conversation` NULL or live and used by this
+        // thread only, `role` and `content` NULL or NUL-terminated: what conversation_mut and
+        // req_str require. The strings are copied before the call returns.
         let (conversation, role, content) = unsafe {
             (
                 conversation_mut(conversation)?,
@@ -133,7 +139,9 @@ pub unsafe extern "C" fn ylokh_conversation_add_json(
     message_json: *const c_char,
 ) -> ylokh_status {
     guard(|| {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: this function's contract gives `conversation` NULL or live and used by this
+        // thread only, `message_json` NULL or NUL-terminated: what conversation_mut and
+        // req_str require. The string is parsed before the call returns.
         let (conversation, json) = unsafe {
             (
                 conversation_mut(conversation)?,
@@ -144,7 +152,9 @@ pub unsafe extern "C" fn ylokh_conversation_add_json(
     })
 }
 
-/// The number of messages; 0 for NULL. Since 0.1.0.
+/// The number of messages. NULL is refused like everywhere else, but this function returns
+/// a count rather than a status: it returns 0 and, as a failing call does,
+/// `ylokh_last_error()` then says "conversation is NULL". Since 0.1.0.
 ///
 /// # Returns
 /// The number of messages; 0 for NULL.
@@ -153,9 +163,16 @@ pub unsafe extern "C" fn ylokh_conversation_add_json(
 /// `conversation` is NULL or live.
 #[no_mangle]
 pub unsafe extern "C" fn ylokh_conversation_len(conversation: *const ylokh_conversation) -> usize {
-    // SAFETY: forwarded from the caller.
     guard_value(0, || {
-        unsafe { conversation.as_ref() }.map_or(0, |c| c.inner.len())
+        // SAFETY: `conversation` is NULL or a live handle not being changed by another
+        // thread (this function's contract), as `handle` requires; it is only read.
+        match unsafe { handle(conversation, "conversation") } {
+            Ok(conversation) => conversation.inner.len(),
+            Err(e) => {
+                fail(e);
+                0
+            }
+        }
     })
 }
 
@@ -172,7 +189,8 @@ pub unsafe extern "C" fn ylokh_conversation_clear(
     conversation: *mut ylokh_conversation,
 ) -> ylokh_status {
     guard(|| {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `conversation` is NULL or live and used by this thread only (this function's
+        // contract), as conversation_mut requires.
         unsafe { conversation_mut(conversation) }?.clear();
         Ok(())
     })
@@ -196,9 +214,11 @@ pub unsafe extern "C" fn ylokh_conversation_to_json(
     out_len: *mut usize,
 ) -> ylokh_status {
     guard(|| {
-        // SAFETY: forwarded from the caller.
+        // SAFETY: `conversation` is NULL or live (this function's contract), as `handle`
+        // requires; it is only read.
         let conversation = unsafe { handle(conversation, "conversation") }?;
-        // SAFETY: forwarded from the caller.
-        unsafe { hand_out_string(conversation.inner.to_json(), out_json, out_len) }
+        // SAFETY: `out_json` and `out_len` are NULL or writable (this function's contract),
+        // as hand_out_string requires.
+        unsafe { hand_out_string(conversation.inner.to_json(), out_json, "out_json", out_len) }
     })
 }

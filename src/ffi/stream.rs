@@ -265,7 +265,14 @@ pub unsafe extern "C" fn ylokh_stream_message_json(
         // SAFETY: the caller passes NULL or a live stream.
         let handle = unsafe { handle(stream, "stream") }?;
         // SAFETY: both outputs are NULL (refused by hand_out_string) or writable.
-        unsafe { hand_out_string(handle.stream.message().to_json(), out_json, out_len) }
+        unsafe {
+            hand_out_string(
+                handle.stream.message().to_json(),
+                out_json,
+                "out_json",
+                out_len,
+            )
+        }
     })
 }
 

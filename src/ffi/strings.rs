@@ -6,27 +6,30 @@ use super::guard_value;
 use crate::error::Error;
 
 /// Gives a string to C: `*out` receives it (NUL-terminated; interior NULs are possible, the
-/// length is authoritative) and `*out_len` its length.
+/// length is authoritative) and `*out_len` its length. `out_name` is the caller's name for
+/// `out`, for the error when it is NULL.
 ///
 /// # Safety
 /// `out` is NULL or writable; `out_len` is NULL or writable.
 pub(crate) unsafe fn hand_out_string(
     text: String,
     out: *mut *mut c_char,
+    out_name: &str,
     out_len: *mut usize,
 ) -> Result<(), Error> {
     if out.is_null() {
-        return Err(Error::invalid("the output pointer is NULL"));
+        return Err(Error::invalid(format!("{out_name} is NULL")));
     }
     // malloc, not CString: the text may hold NULs, and CString::from_raw would then free
     // with a wrong size. The length is authoritative; the NUL is for convenience.
     let len = text.len();
-    // SAFETY: plain allocation; checked for NULL below.
+    // SAFETY: malloc has no precondition; its result is checked for NULL below.
     let raw = unsafe { libc::malloc(len + 1) }.cast::<c_char>();
     if raw.is_null() {
         return Err(Error::new(crate::ErrorKind::Internal, "out of memory"));
     }
-    // SAFETY: raw has len + 1 bytes; the caller promises out and out_len are writable.
+    // SAFETY: `raw` holds len + 1 bytes and cannot overlap `text`; `out` is not NULL
+    // (checked) and, like `out_len` when not NULL, writable by this function's contract.
     unsafe {
         std::ptr::copy_nonoverlapping(text.as_ptr().cast::<c_char>(), raw, len);
         raw.add(len).write(0);
@@ -47,7 +50,8 @@ pub(crate) unsafe fn hand_out_string(
 #[no_mangle]
 pub unsafe extern "C" fn ylokh_string_free(s: *mut c_char) {
     guard_value((), || {
-        // SAFETY: NULL or a string from hand_out_string, made with malloc.
+        // SAFETY: by this function's contract `s` is NULL (free does nothing) or a string
+        // from hand_out_string, allocated with malloc and not yet freed.
         unsafe { libc::free(s.cast()) }
     })
 }
