@@ -69,8 +69,8 @@ pub enum Event<'a> {
 pub(crate) const ANSWER_CHOICE: u32 = 0;
 
 impl<'a> Event<'a> {
-    /// The piece of the answer this event carries, if it is one: content of
-    /// [`ANSWER_CHOICE`].
+    /// The piece of the answer this event carries, if it is one: content of choice 0,
+    /// the answer's choice.
     pub fn token(&self) -> Option<&'a str> {
         match *self {
             Event::Content {
