@@ -117,6 +117,25 @@ fn vectors() -> Vec<Vector> {
           format!("event:\nretry:\ndata: {}\n\n{}", c("e"), end()), "e"),
         v("eventsource-parser", "stream with unknown fields",
           format!("foo: bar\ndata: {}\n\n{}", c("u"), end()), "u"),
+        v("eventsource-parser", "stream of identified messages + retry interval",
+          format!("retry: 50\nid: 1337\nevent: tick\ndata: {}\n\nretry: 50\nid: 1338\nevent: tick\ndata: {}\n\n{}",
+                  c("1337"), c(" 1338"), end()),
+          "1337 1338"),
+        v("eventsource-parser", "stream of heartbeat comments, unnamed events",
+          format!(": \u{2665}\ndata: {}\n\n: \u{2665}\n: \u{2665}\ndata: {}\n\n: \u{2665}\n{}", c("A"), c("B"), end()),
+          "AB"),
+        Vector {
+            why: "eventsource-parser emits `data:` alone and `data` lines as events with data \
+                  \"\" and \"\\n\"; a chat stream's event without a JSON chunk carries nothing, \
+                  so libylokh skips them",
+            ..v("eventsource-parser", "stream with oddly shaped data field",
+                format!("data:\n\ndata\ndata\n\ndata:{}\n\n{}", c("test"), end()), "test")
+        },
+        v("eventsource-parser", "stream with `id` field containing a NULL character",
+          format!("id: 123\nid: bad\0id\ndata: {}\n\n{}", c("hello"), end()), "hello"),
+        v("eventsource-parser", "stream with incorrect retry fields",
+          format!("\nretry: 500\n\ndata: {}\n\nretry: 50x\n\ndata: {}\n\n{}", c("first"), c(" second"), end()),
+          "first second"),
         // openai-python tests/test_streaming.py
         v("openai-python", "test_multiple_data_lines_with_empty_line",
           format!("data: {{\ndata: \"choices\":\ndata: \ndata:\ndata: [{{\"delta\":{{\"content\":\"x\"}}}}]}}\n\n\n{}", end()), "x"),
