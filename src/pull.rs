@@ -7,10 +7,12 @@
 //!
 //! Events travel in batches: the worker collects events and publishes them together when
 //! the socket has nothing more to read yet (the transport's before-wait hook, at most
-//! 0.05 ms after they arrived) or the batch is full ([`BATCH_EVENTS`], [`BATCH_BYTES`]), so
-//! the queue's lock and the wake-up are paid once per batch, not once per token. The queue
-//! is bounded ([`QUEUE_BYTES`], [`QUEUE_EVENTS`]): when that much waits, the worker stops,
-//! and so stops reading the socket, until the consumer catches up.
+//! 0.05 ms after they arrived) or the batch is full, so the queue's lock and the wake-up
+//! are paid once per batch, not once per token. A consumer blocked in a pull gets large
+//! batches ([`BATCH_EVENTS`], [`BATCH_BYTES`]) handed to it uncounted; otherwise batches
+//! are small ([`SMALL_BATCH_EVENTS`], [`SMALL_BATCH_BYTES`]) and the queue is bounded
+//! ([`QUEUE_BYTES`], [`QUEUE_EVENTS`]): when that much waits, the worker stops, and so
+//! stops reading the socket, until the consumer catches up.
 //!
 //! Where each thing lives: the consumer's side is [`Stream`]; the worker's is `Producer`
 //! and `worker`; between them `Shared` (the queue under a mutex, two condition variables,
@@ -230,6 +232,9 @@ const REFUSAL: u8 = 2;
 const TOOL_CALL: u8 = 3;
 const FINISH: u8 = 4;
 const USAGE: u8 = 5;
+/// A meta byte with this bit set is a whole event: content of choice 0 whose length (under
+/// 128 bytes) is the other seven bits. The usual token takes one byte of meta.
+const TOKEN: u8 = 0x80;
 
 impl Batch {
     /// Makes room for a small batch of the usual tokens in a batch that has none, so that
@@ -239,7 +244,7 @@ impl Batch {
     #[inline]
     fn make_room(&mut self) {
         if self.meta.capacity() == 0 {
-            self.meta.reserve(SMALL_BATCH_EVENTS * 3);
+            self.meta.reserve(SMALL_BATCH_EVENTS);
             self.text.reserve(SMALL_BATCH_EVENTS * 8);
         }
     }
@@ -336,8 +341,12 @@ impl Batch {
     /// that its varints are one byte each), without counting it.
     #[inline]
     fn short(&mut self, kind: u8, choice: u8, text: &str) {
-        self.meta
-            .extend_from_slice(&[kind, choice, text.len() as u8]);
+        if kind == CONTENT && choice == 0 {
+            self.meta.push(TOKEN | text.len() as u8);
+        } else {
+            self.meta
+                .extend_from_slice(&[kind, choice, text.len() as u8]);
+        }
         self.text.reserve(text.len() + 1);
         self.text.push_str(text);
         self.text.push('\0');
@@ -352,7 +361,18 @@ impl Batch {
 
     /// The event at `cursor`, which is moved past it. Reads only what `push` wrote.
     fn read(&self, cursor: &mut Cursor) -> Event<'_> {
-        // The usual token (see `simple`): kind, choice and length one byte each.
+        // The usual token: one byte (see `TOKEN`).
+        let first = self.meta[cursor.meta];
+        if first & TOKEN != 0 {
+            let (start, len) = (cursor.text, usize::from(first & !TOKEN));
+            cursor.meta += 1;
+            cursor.text = start + len + 1;
+            return Event::Content {
+                choice: 0,
+                text: &self.text[start..start + len],
+            };
+        }
+        // Other short ones (see `simple`): kind, choice and length one byte each.
         if let Some(&[kind @ (CONTENT | REASONING | REFUSAL | FINISH), choice, len]) =
             self.meta.get(cursor.meta..cursor.meta + 3)
         {
@@ -916,25 +936,24 @@ impl Stream {
     #[inline]
     pub(crate) fn next_token(&mut self) -> Option<(u32, &str)> {
         let Cursor { meta, text } = self.next;
-        let Some(&[CONTENT, choice, len]) = self.current.meta.get(meta..meta + 3) else {
+        // The batch's last event goes through `pull`, which quiets the descriptor.
+        let &[first, _] = self.current.meta.get(meta..meta + 2)? else {
             return None;
         };
-        // The batch's last event goes through `pull`, which quiets the descriptor.
-        if choice >= 0x80 || len >= 0x80 || meta + 3 >= self.current.meta.len() {
+        if first & TOKEN == 0 {
             return None;
         }
-        let len = usize::from(len);
+        let len = usize::from(first & !TOKEN);
         let token = self.current.text.get(text..text + len)?;
         self.next = Cursor {
-            meta: meta + 3,
+            meta: meta + 1,
             text: text + len + 1,
         };
-        let choice = u32::from(choice);
         self.message.apply(&Event::Content {
-            choice,
+            choice: 0,
             text: token,
         });
-        Some((choice, token))
+        Some((0, token))
     }
 
     /// The assistant message put together from the events pulled so far (all of them once
@@ -1131,6 +1150,14 @@ mod tests {
             Event::Content {
                 choice: 127,
                 text: &long[..127],
+            },
+            Event::Content {
+                choice: 0,
+                text: &long[..127],
+            },
+            Event::Content {
+                choice: 0,
+                text: &long[..128],
             },
             Event::Reasoning {
                 choice: 128,
