@@ -1170,6 +1170,8 @@ fn go_module_is_gofmt_clean_vets_and_passes_its_tests_under_the_race_detector() 
     let out = run_ok(cmd, GO_LIMIT);
     for test in [
         "TestErrorsBelongToTheirCall",
+        "TestSetterErrorsBelongToTheirCall",
+        "TestNoSecondCgoCallForTheError",
         "TestContextCancelStopsASilentServer",
         "TestRequestSendsTypedFieldsAndOptions",
     ] {
