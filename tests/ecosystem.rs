@@ -29,7 +29,10 @@ mod common;
 #[path = "../tools/gen/src/header.rs"]
 mod header;
 
-use common::process::{manifest_dir, profile_dir, run_bounded, Outcome, SCRUBBED_ENV};
+use common::process::{
+    cargo_profile, install_target_dir, manifest_dir, profile_dir, run_bounded, Outcome,
+    JOBSERVER_ENV, SCRUBBED_ENV,
+};
 use common::*;
 use header::{identifiers, Header, Kind};
 use serde_json::json;
@@ -67,10 +70,6 @@ fn soversion() -> String {
 fn soname() -> String {
     format!("libylokh.so.{}", soversion())
 }
-
-/// Make's and cargo's jobserver settings of an outer `make test`: a nested make or cargo
-/// must not try to use the outer one's file descriptors.
-const JOBSERVER_ENV: &[&str] = &["MAKEFLAGS", "MFLAGS", "MAKELEVEL", "CARGO_MAKEFLAGS"];
 
 /// The tools used here, each with the Debian package that provides it.
 const TOOLS: &[(&str, &str)] = &[
@@ -213,20 +212,6 @@ fn shell(script: &str, dir: &Path) -> Command {
 // make install
 // ---------------------------------------------------------------------------
 
-/// The cargo profile of this run, as `make install INSTALL_PROFILE=` takes it.
-fn cargo_profile() -> String {
-    let dir = profile_dir();
-    let name = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .expect("profile directory name");
-    if name == "debug" {
-        "dev".to_owned()
-    } else {
-        name.to_owned()
-    }
-}
-
 /// `make <target>` in the repository with the install variables of these tests.
 fn make(target: &str, prefix: &Path, destdir: Option<&Path>) -> Outcome {
     make_with(target, prefix, destdir, &[])
@@ -243,7 +228,7 @@ fn make_with(target: &str, prefix: &Path, destdir: Option<&Path>, vars: &[&str])
         .arg(format!("INSTALL_PROFILE={}", cargo_profile()))
         .arg(format!(
             "INSTALL_TARGET_DIR={}",
-            work_dir().join("cargo-target").display()
+            install_target_dir().display()
         ));
     if let Some(destdir) = destdir {
         cmd.arg(format!("DESTDIR={}", destdir.display()));
