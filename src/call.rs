@@ -13,11 +13,11 @@ use crate::backoff::{backoff, retry_after, sleep_unless_cancelled};
 use crate::cancel::CancelToken;
 use crate::chunk::{self, Event};
 use crate::error::{Error, ErrorKind};
+use crate::escape::escape_controls;
 use crate::reply::{map_ureq_error, read_reply};
 use crate::request::ChatRequest;
 use crate::settings::{redact_text, Settings};
 use crate::transport;
-use crate::validate;
 
 /// How much of an error reply's body is read for its message.
 const ERROR_BODY_LIMIT: u64 = 64 * 1024;
@@ -60,7 +60,7 @@ impl Call<'_> {
     pub(crate) fn log(&self, message: impl FnOnce() -> String) {
         if let Some(log) = &self.settings.log {
             let line = redact_text(message(), &self.secrets);
-            log(&validate::escape_controls(&line));
+            log(&escape_controls(&line));
         }
     }
 

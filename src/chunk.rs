@@ -19,7 +19,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::Value;
 
-use crate::error::{Error, ErrorKind};
+use crate::error::Error;
 
 /// Token counts of a reply, as the server reported them. Usage is informational: a count
 /// that is missing or not a whole number from 0 to 2^64-1 (null, 1.5, -1, 1e999, "12") is
@@ -287,9 +287,9 @@ impl Parser {
     /// Parses one chunk (a `data:` payload, or a whole non-streaming reply) and reports its
     /// events in order. Returns `Break` as soon as `on_event` does.
     ///
-    /// Errors: invalid JSON or text that is not UTF-8 is [`ErrorKind::Protocol`]; an error
+    /// Errors: invalid JSON or text that is not UTF-8 is [`ErrorKind::Protocol`](crate::ErrorKind::Protocol); an error
     /// object in any of the shapes servers send (`{"error": {...}}`, `{"error": "text"}`,
-    /// `{"object": "error", ...}`) is [`ErrorKind::Api`] carrying the server's message.
+    /// `{"object": "error", ...}`) is [`ErrorKind::Api`](crate::ErrorKind::Api) carrying the server's message.
     pub fn parse<B, F>(&mut self, data: &[u8], on_event: &mut F) -> Result<ControlFlow<B>, Error>
     where
         F: FnMut(Event<'_>) -> ControlFlow<B> + ?Sized,
@@ -551,63 +551,15 @@ impl<'a> Usage<'a> {
 
 pub(crate) mod fast;
 mod halves;
+mod server_error;
 
 use halves::{Field, Halves, NotUtf8};
-
-/// The message of an error object in any of the shapes servers use.
-pub fn api_error(error: &Value) -> Error {
-    Error::new(
-        ErrorKind::Api,
-        format!("server error: {}", error_text(error)),
-    )
-}
-
-/// Finds the human-readable part of an error value: a string, `message`, or nested `error`.
-pub fn error_text(error: &Value) -> String {
-    match error {
-        Value::String(s) => s.clone(),
-        Value::Object(fields) => {
-            let mut text = match fields.get("message").or_else(|| fields.get("error")) {
-                Some(inner) if !inner.is_null() => error_text(inner),
-                _ => error.to_string(),
-            };
-            let kind = fields.get("type").and_then(Value::as_str);
-            let code = fields.get("code").filter(|c| !c.is_null());
-            match (kind, code) {
-                (Some(kind), Some(code)) => text.push_str(&format!(" (type {kind}, code {code})")),
-                (Some(kind), None) => text.push_str(&format!(" (type {kind})")),
-                (None, Some(code)) => text.push_str(&format!(" (code {code})")),
-                (None, None) => {}
-            }
-            text
-        }
-        Value::Null => "unknown error".to_owned(),
-        other => other.to_string(),
-    }
-}
-
-/// The server's message from an error body that may be JSON or plain text.
-pub fn error_text_from_body(body: &[u8]) -> String {
-    match serde_json::from_slice::<Value>(body) {
-        Ok(value) => error_text(&value),
-        Err(_) => snippet(body),
-    }
-}
-
-/// The start of a payload, printable, for error messages.
-pub fn snippet(data: &[u8]) -> String {
-    const MAX: usize = 200;
-    let text = String::from_utf8_lossy(&data[..data.len().min(MAX)]);
-    let mut out: String = text.trim().to_owned();
-    if data.len() > MAX {
-        out.push_str("...");
-    }
-    out
-}
+pub use server_error::{api_error, error_text_from_body, snippet};
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::ErrorKind;
     use proptest::prelude::*;
 
     type Outcome = Result<Vec<String>, ErrorKind>;

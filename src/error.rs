@@ -77,7 +77,7 @@ impl Error {
     /// or forge log lines.
     pub fn new(kind: ErrorKind, message: impl Into<String>) -> Error {
         let message = message.into();
-        let message = match crate::validate::escape_controls(&message) {
+        let message = match crate::escape::escape_controls(&message) {
             std::borrow::Cow::Borrowed(_) => message,
             std::borrow::Cow::Owned(escaped) => escaped,
         };

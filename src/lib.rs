@@ -23,6 +23,7 @@ mod chunk;
 mod client;
 mod conversation;
 mod error;
+mod escape;
 pub mod ffi;
 mod message;
 mod pull;

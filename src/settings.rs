@@ -150,7 +150,7 @@ impl Settings {
         }
         if let Some(proxy) = self.proxy.as_deref().and_then(proxy_password) {
             // Messages escape control characters: a password holding one shows escaped.
-            let escaped = validate::escape_controls(&proxy).into_owned();
+            let escaped = crate::escape::escape_controls(&proxy).into_owned();
             if escaped != proxy {
                 secrets.push(escaped);
             }

@@ -82,6 +82,13 @@ fn vectors() -> Vec<Vector> {
           format!("event: \ndata:{}\n\n{}", c("data"), end()), "data"),
         v("wpt", "format-field-id and format-field-id-null: ids change nothing",
           format!("id:1\ndata:{}\n\nid:\ndata:{}\n\nid:a\0b\ndata:{}\n\n{}", c("a"), c("b"), c("c"), end()), "abc"),
+        v("wpt", "format-field-id-2: a non-ASCII id, and an id that changes",
+          format!("id: \u{2026}\ndata: {}\n\nid: \u{2026}\u{2026}\ndata: {}\n\n{}", c("hello"), c(" \u{2026}"), end()),
+          "hello \u{2026}"),
+        v("wpt", "format-field-id-3: an id that persists, changes, and is reset",
+          format!("id: 1\ndata: {}\n\ndata: {}\n\nid: 2\ndata: {}\n\nid\ndata: {}\n\nid:\ndata: {}\n\n{}",
+                  c("a"), c("b"), c("c"), c("d"), c("e"), end()),
+          "abcde"),
         v("wpt", "format-field-parsing: only exact `data` fields count",
           format!("data:{{\"choices\":[{{\"delta\":{{\"content\":\nData:\"wrong\",\ndata\0:\"wrong\",\ndata:\"ok\"\rda-ta:\"wrong\"\ndata_5\n data:\"wrong\"\ndata:}}}}]}}\n\n{}", end()), "ok"),
         v("wpt", "format-field-retry, -retry-bogus, -retry-empty: retry is ignored",
@@ -110,6 +117,25 @@ fn vectors() -> Vec<Vector> {
           format!("event:\nretry:\ndata: {}\n\n{}", c("e"), end()), "e"),
         v("eventsource-parser", "stream with unknown fields",
           format!("foo: bar\ndata: {}\n\n{}", c("u"), end()), "u"),
+        v("eventsource-parser", "stream of identified messages + retry interval",
+          format!("retry: 50\nid: 1337\nevent: tick\ndata: {}\n\nretry: 50\nid: 1338\nevent: tick\ndata: {}\n\n{}",
+                  c("1337"), c(" 1338"), end()),
+          "1337 1338"),
+        v("eventsource-parser", "stream of heartbeat comments, unnamed events",
+          format!(": \u{2665}\ndata: {}\n\n: \u{2665}\n: \u{2665}\ndata: {}\n\n: \u{2665}\n{}", c("A"), c("B"), end()),
+          "AB"),
+        Vector {
+            why: "eventsource-parser emits `data:` alone and `data` lines as events with data \
+                  \"\" and \"\\n\"; a chat stream's event without a JSON chunk carries nothing, \
+                  so libylokh skips them",
+            ..v("eventsource-parser", "stream with oddly shaped data field",
+                format!("data:\n\ndata\ndata\n\ndata:{}\n\n{}", c("test"), end()), "test")
+        },
+        v("eventsource-parser", "stream with `id` field containing a NULL character",
+          format!("id: 123\nid: bad\0id\ndata: {}\n\n{}", c("hello"), end()), "hello"),
+        v("eventsource-parser", "stream with incorrect retry fields",
+          format!("\nretry: 500\n\ndata: {}\n\nretry: 50x\n\ndata: {}\n\n{}", c("first"), c(" second"), end()),
+          "first second"),
         // openai-python tests/test_streaming.py
         v("openai-python", "test_multiple_data_lines_with_empty_line",
           format!("data: {{\ndata: \"choices\":\ndata: \ndata:\ndata: [{{\"delta\":{{\"content\":\"x\"}}}}]}}\n\n\n{}", end()), "x"),
@@ -167,6 +193,35 @@ fn the_peers_cases_hold_at_every_split() {
         }
     }
     assert!(requests > 1000, "{requests} requests");
+}
+
+/// web-platform-tests `format-mime-*`: an EventSource accepts `text/event-stream` with any
+/// parameters (a bogus or foreign charset, a trailing semicolon; the data is UTF-8 anyway)
+/// and fails on any other type. libylokh agrees on the first and deliberately differs on
+/// the second: what the body is decides, not its label, because proxies label streams
+/// `application/json` or `text/plain` (see `src/reply.rs`); a body that is neither a
+/// stream nor JSON fails whatever its label says (tests/real_servers.rs).
+#[test]
+fn the_wpt_mime_cases_go_by_the_body() {
+    let body = format!("data: {}\n\n{}", c("ok"), end());
+    for label in [
+        "text/event-stream",
+        "text/event-stream;charset=bogus",
+        "text/event-stream; charset=windows-1252",
+        "text/event-stream;",
+        "TEXT/EVENT-STREAM",
+        "text/x-bogus",
+    ] {
+        let server = Server::always(Script::response(
+            200,
+            &[("Content-Type", label)],
+            body.as_bytes(),
+            Framing::ChunkedEvery(5),
+        ));
+        let out = CClient::new(&server.base_url()).chat(None);
+        assert_eq!(out.status, YLOKH_OK, "{label}: {}", out.error);
+        assert_eq!(out.text(), "ok", "{label}");
+    }
 }
 
 /// What a stream says by a plain reading: each `data: {...}` line parsed on its own.

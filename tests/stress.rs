@@ -601,12 +601,14 @@ fn stress() {
         "the heap in use grew {growth} bytes between the warm-up and the end"
     );
     // The resident size also moves with the allocator's fragmentation: measured at these
-    // points, from -3.1 to +1.8 MiB (of 11 to 14 MiB) over nine runs. 4 MiB leaves room
-    // for that and still fails for a leak of about 330 bytes per call.
+    // points, from -3.1 to +1.8 MiB (of 11 to 14 MiB) over nine runs on a quiet machine,
+    // and once +6.4 MiB while other test binaries loaded both cores. The exact leak check
+    // is the heap's above; this bound catches what the heap count cannot see (memory
+    // mapped outside the allocator) and still fails for a leak of about 1.3 KiB per call.
     if let (Some(warm), Some(after)) = (warm_rss, after_rss) {
         let growth = after.saturating_sub(warm);
         assert!(
-            growth < 4 * MIB,
+            growth < 16 * MIB,
             "RSS grew {} KiB between the warm-up and the end",
             growth / 1024
         );

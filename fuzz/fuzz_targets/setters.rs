@@ -138,10 +138,16 @@ fuzz_target!(|data: &[u8]| {
         let proxy_status = ylokh_client_set_proxy(client, proxy.as_ptr());
         check_status(proxy_status, "proxy URL");
         // The same URL shape with a known password in it: whether accepted or refused, the
-        // password never shows in a message.
+        // password never shows in a message. (Unless the rest of the URL holds the same
+        // text: a message may quote a bad port or host, and did so for a fuzzer's input.)
         let text = proxy.to_string_lossy();
         if let Some((scheme, rest)) = text.split_once("://") {
             let host_part = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+            let host_part = if host_part.contains("CANARY-pw-7f3a") {
+                "h"
+            } else {
+                host_part
+            };
             let canary = format!("{scheme}://fuzzuser:CANARY-pw-7f3a@{host_part}");
             if let Ok(canary) = CString::new(canary) {
                 let status = ylokh_client_set_proxy(client, canary.as_ptr());

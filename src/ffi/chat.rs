@@ -4,9 +4,10 @@ use std::cell::RefCell;
 use std::ffi::{c_char, c_int, c_void, CString};
 use std::ops::ControlFlow;
 
-use super::cancel::ylokh_cancel;
 use super::client::ylokh_client;
 use super::conversation::ylokh_conversation;
+use super::event::ylokh_event;
+use super::request::{read_request, ylokh_request};
 use super::strings::hand_out_string;
 use super::{guard, guard_value, handle, opt_str, req_str, ylokh_status};
 use crate::cancel::CancelToken;
@@ -31,61 +32,6 @@ use crate::request::{self, ChatRequest};
 pub type ylokh_token_cb =
     Option<unsafe extern "C" fn(userdata: *mut c_void, token: *const c_char, len: usize) -> c_int>;
 
-/// What a `ylokh_event` reports.
-#[repr(C)]
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ylokh_event_kind {
-    /// A piece of the answer: `text`.
-    YLOKH_EVENT_CONTENT = 0,
-    /// A piece of the model's reasoning (`reasoning_content` or `reasoning`): `text`.
-    YLOKH_EVENT_REASONING = 1,
-    /// A piece of a tool call: `tool_index`, `tool_id` and `tool_name` (NULL when the piece
-    /// has none), and `text`, a fragment of the arguments JSON to append. Most servers send
-    /// the id and name only in a call's first piece; some (llama-cpp-python, LiteLLM passing
-    /// it on) repeat them in every piece: keep the first non-empty id and name, never
-    /// concatenate them.
-    YLOKH_EVENT_TOOL_CALL = 2,
-    /// A choice finished: `text` is the reason ("stop", "length", "tool_calls", ...).
-    YLOKH_EVENT_FINISH = 3,
-    /// Token counts: `prompt_tokens`, `completion_tokens`, `total_tokens`, and `text`, the
-    /// whole usage JSON object as sent (for details such as cached tokens).
-    YLOKH_EVENT_USAGE = 4,
-    /// A piece of the model's refusal to answer (`refusal`): `text`, to be appended like
-    /// content. Since 0.1.0.
-    YLOKH_EVENT_REFUSAL = 5,
-}
-
-/// One event of a reply. Every pointer is borrowed for the duration of the callback; every
-/// string is UTF-8 with its length given and a NUL after it. Fields that do not apply to the
-/// kind are zero or NULL. Events arrive in the order the server sent them.
-#[repr(C)]
-pub struct ylokh_event {
-    /// The size of this struct as the library filled it: `sizeof(ylokh_event)` of the
-    /// library's version. Later versions append fields; before reading one that is newer
-    /// than the oldest library you support, check `YLOKH_HAS_FIELD(event, ylokh_event,
-    /// field)`.
-    pub struct_size: usize,
-    pub kind: ylokh_event_kind,
-    /// Index of the choice the event belongs to (0 unless the request asked for several).
-    pub choice: u32,
-    /// The text of the event (see `ylokh_event_kind`); never NULL, may be empty.
-    pub text: *const c_char,
-    pub text_len: usize,
-    /// YLOKH_EVENT_TOOL_CALL: which call of the message this piece belongs to.
-    pub tool_index: u32,
-    /// YLOKH_EVENT_TOOL_CALL: the call's id, or NULL when this piece has none.
-    pub tool_id: *const c_char,
-    pub tool_id_len: usize,
-    /// YLOKH_EVENT_TOOL_CALL: the function's name, or NULL when this piece has none.
-    pub tool_name: *const c_char,
-    pub tool_name_len: usize,
-    /// YLOKH_EVENT_USAGE: the counts as reported; 0 when missing or not a whole number
-    /// (`text` has the usage JSON as sent).
-    pub prompt_tokens: u64,
-    pub completion_tokens: u64,
-    pub total_tokens: u64,
-}
-
 /// Receives every event of a reply. Same contract as `ylokh_token_cb`: synchronous, on the
 /// calling thread, `event` and its strings borrowed for the call, non-zero return aborts.
 pub type ylokh_event_cb =
@@ -102,7 +48,7 @@ struct Callbacks {
 impl Callbacks {
     fn deliver(&mut self, event: Event<'_>) -> ControlFlow<()> {
         if let Some(on_event) = self.on_event {
-            let c_event = self.c_event(&event);
+            let c_event = ylokh_event::new(&event, |strings| self.terminated(&strings));
             // SAFETY: the chat function's contract makes `on_event` safe to call with
             // `userdata` on this thread during the call; `c_event` and the scratch buffer
             // its strings point into are not touched until the callback returns.
@@ -133,80 +79,6 @@ impl Callbacks {
         }
         // Pointers are taken only after the last push, so no reallocation moves them.
         offsets.map(|o| self.scratch[o..].as_ptr().cast())
-    }
-
-    fn c_event(&mut self, event: &Event<'_>) -> ylokh_event {
-        let mut c = ylokh_event {
-            struct_size: std::mem::size_of::<ylokh_event>(),
-            kind: ylokh_event_kind::YLOKH_EVENT_CONTENT,
-            choice: 0,
-            text: std::ptr::null(),
-            text_len: 0,
-            tool_index: 0,
-            tool_id: std::ptr::null(),
-            tool_id_len: 0,
-            tool_name: std::ptr::null(),
-            tool_name_len: 0,
-            prompt_tokens: 0,
-            completion_tokens: 0,
-            total_tokens: 0,
-        };
-        let text = match *event {
-            Event::Content { choice, text } => {
-                c.choice = choice;
-                text
-            }
-            Event::Reasoning { choice, text } => {
-                c.kind = ylokh_event_kind::YLOKH_EVENT_REASONING;
-                c.choice = choice;
-                text
-            }
-            Event::Refusal { choice, text } => {
-                c.kind = ylokh_event_kind::YLOKH_EVENT_REFUSAL;
-                c.choice = choice;
-                text
-            }
-            Event::Finish { choice, reason } => {
-                c.kind = ylokh_event_kind::YLOKH_EVENT_FINISH;
-                c.choice = choice;
-                reason
-            }
-            Event::Usage(usage) => {
-                c.kind = ylokh_event_kind::YLOKH_EVENT_USAGE;
-                c.prompt_tokens = usage.prompt_tokens;
-                c.completion_tokens = usage.completion_tokens;
-                c.total_tokens = usage.total_tokens;
-                usage.json
-            }
-            Event::ToolCall {
-                choice,
-                index,
-                id,
-                name,
-                arguments,
-                ..
-            } => {
-                c.kind = ylokh_event_kind::YLOKH_EVENT_TOOL_CALL;
-                c.choice = choice;
-                c.tool_index = index;
-                let [text, id_ptr, name_ptr] =
-                    self.terminated(&[arguments, id.unwrap_or(""), name.unwrap_or("")]);
-                c.text = text;
-                c.text_len = arguments.len();
-                if let Some(id) = id {
-                    c.tool_id = id_ptr;
-                    c.tool_id_len = id.len();
-                }
-                if let Some(name) = name {
-                    c.tool_name = name_ptr;
-                    c.tool_name_len = name.len();
-                }
-                return c;
-            }
-        };
-        c.text = self.terminated(&[text])[0];
-        c.text_len = text.len();
-        c
     }
 }
 
@@ -570,120 +442,6 @@ pub unsafe extern "C" fn ylokh_conversation_chat(
     // SAFETY: `request` lives on this stack for the whole call and holds this function's
     // arguments, whose contract is the one ylokh_chat_ex asks of a request's fields.
     unsafe { ylokh_chat_ex(client, &request) }
-}
-
-/// Everything a chat call can take, for `ylokh_chat_ex`. Zero it, set `struct_size`, then
-/// what you need (in C++, `ylokh_request req{};` zeroes it):
-///
-/// ```c
-/// ylokh_request req = {0};
-/// req.struct_size = sizeof req;
-/// req.messages_json = "[{\"role\":\"user\",\"content\":\"Hi\"}]";
-/// req.on_token = on_token;
-/// ```
-///
-/// Extensible: later versions append fields, and the library reads only `struct_size`
-/// bytes. A program built with an older header passes a smaller size, and the fields it
-/// lacks count as zero; one built with a newer header than the library loaded may pass a
-/// larger size as long as the fields this library does not know are zero (otherwise the
-/// call returns `YLOKH_E_INVALID_ARGUMENT`: the program asked for something this library
-/// cannot do).
-#[repr(C)]
-pub struct ylokh_request {
-    /// `sizeof(ylokh_request)` as the program was compiled: required.
-    pub struct_size: usize,
-    /// NULL or "": "gpt-3.5-turbo".
-    pub model: *const c_char,
-    /// The messages as a JSON array. Exactly one of `messages_json` and `conversation`.
-    pub messages_json: *const c_char,
-    /// NULL or a JSON object merged over the defaults.
-    pub options_json: *const c_char,
-    /// Send this conversation's messages and append the reply on success.
-    pub conversation: *mut ylokh_conversation,
-    /// Called for each token of choice 0 (may be NULL if `on_event` is set).
-    pub on_token: ylokh_token_cb,
-    /// Called for each event (may be NULL if `on_token` is set). When both are set, for a
-    /// content event `on_event` is called first, then `on_token`.
-    pub on_event: ylokh_event_cb,
-    /// Passed to the callbacks untouched.
-    pub userdata: *mut c_void,
-    /// NULL, or a token another thread may trigger to stop the call.
-    pub cancel: *const ylokh_cancel,
-}
-
-impl Default for ylokh_request {
-    /// All NULL with `struct_size` set, like `ylokh_request req = {0}; req.struct_size =
-    /// sizeof req;` in C.
-    fn default() -> Self {
-        ylokh_request::EMPTY
-    }
-}
-
-impl ylokh_request {
-    const EMPTY: ylokh_request = ylokh_request {
-        struct_size: std::mem::size_of::<ylokh_request>(),
-        model: std::ptr::null(),
-        messages_json: std::ptr::null(),
-        options_json: std::ptr::null(),
-        conversation: std::ptr::null_mut(),
-        on_token: None,
-        on_event: None,
-        userdata: std::ptr::null_mut(),
-        cancel: std::ptr::null(),
-    };
-}
-
-/// The size of the first `ylokh_request` (0.1.0), up to the end of its last field: the
-/// smallest `struct_size` accepted. It stays when fields are appended.
-const REQUEST_SIZE_0_1: usize =
-    std::mem::offset_of!(ylokh_request, cancel) + std::mem::size_of::<*const ylokh_cancel>();
-
-/// The caller's request as this library knows it: its first `struct_size` bytes, the fields
-/// it lacks (an older program) zero, the fields it has and this library lacks (a newer
-/// program) required to be zero.
-///
-/// # Safety
-/// `request` is NULL or points to at least `request->struct_size` readable bytes.
-pub(super) unsafe fn read_request(request: *const ylokh_request) -> Result<ylokh_request, Error> {
-    let known = std::mem::size_of::<ylokh_request>();
-    if request.is_null() {
-        return Err(Error::invalid("request is NULL"));
-    }
-    // SAFETY: struct_size is the first field of every version; the caller's struct may
-    // be of another version, so it is read on its own, unaligned.
-    let size = unsafe { std::ptr::addr_of!((*request).struct_size).read_unaligned() };
-    if size < REQUEST_SIZE_0_1 {
-        return Err(Error::invalid(format!(
-            "request->struct_size is {size}: set it to sizeof(ylokh_request) ({known} with \
-             this library's header)"
-        )));
-    }
-    let bytes = request.cast::<u8>();
-    if size > known {
-        // SAFETY: the caller vouches for `size` readable bytes.
-        let newer = unsafe { std::slice::from_raw_parts(bytes.add(known), size - known) };
-        if newer.iter().any(|&b| b != 0) {
-            return Err(Error::invalid(format!(
-                "request->struct_size is {size}: the program was built with a newer ylokh.h \
-                 and sets fields this library ({}, {known}-byte ylokh_request) does not know; \
-                 upgrade libylokh",
-                crate::VERSION
-            )));
-        }
-    }
-    let mut copy = ylokh_request::EMPTY;
-    // SAFETY: `size.min(known)` bytes are readable at `bytes` (the caller's word) and
-    // writable in `copy`; the caller's bytes are a ylokh_request of a version whose fields
-    // are a prefix of ours (fields are only appended), and every field is valid when zero.
-    unsafe {
-        std::ptr::copy_nonoverlapping(
-            bytes,
-            std::ptr::addr_of_mut!(copy).cast::<u8>(),
-            size.min(known),
-        );
-    }
-    copy.struct_size = known;
-    Ok(copy)
 }
 
 /// The general form of every chat call: messages from JSON or a conversation, a token

@@ -15,6 +15,8 @@
 mod chat;
 mod client;
 mod conversation;
+mod event;
+mod request;
 
 mod strings;
 
@@ -26,6 +28,8 @@ pub use cancel::*;
 pub use chat::*;
 pub use client::*;
 pub use conversation::*;
+pub use event::*;
+pub use request::*;
 pub use stream::*;
 pub use strings::*;
 

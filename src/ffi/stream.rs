@@ -3,11 +3,11 @@
 use std::ffi::{c_char, c_int};
 use std::time::Duration;
 
-use super::chat::{
-    read_request, set_last_finish_reason, ylokh_event, ylokh_event_kind, ylokh_request,
-};
+use super::chat::set_last_finish_reason;
 use super::client::ylokh_client;
 use super::conversation::ylokh_conversation;
+use super::event::{ylokh_event, ylokh_event_kind};
+use super::request::{read_request, ylokh_request};
 use super::strings::hand_out_string;
 use super::{
     fail, guard, guard_value, handle, opt_str, req_str, ylokh_status, YLOKH_E_AGAIN, YLOKH_OK,
@@ -126,7 +126,7 @@ pub unsafe extern "C" fn ylokh_stream_open(
         let handle = Box::new(ylokh_stream {
             stream,
             conversation: request.conversation,
-            event: empty_event(),
+            event: ylokh_event::EMPTY,
             event_simple: true,
         });
         // SAFETY: checked non-NULL; the caller promises it is writable.
@@ -330,79 +330,10 @@ pub unsafe extern "C" fn ylokh_stream_close(stream: *mut ylokh_stream) {
     })
 }
 
-fn empty_event() -> ylokh_event {
-    ylokh_event {
-        struct_size: std::mem::size_of::<ylokh_event>(),
-        kind: ylokh_event_kind::YLOKH_EVENT_CONTENT,
-        choice: 0,
-        text: std::ptr::null(),
-        text_len: 0,
-        tool_index: 0,
-        tool_id: std::ptr::null(),
-        tool_id_len: 0,
-        tool_name: std::ptr::null(),
-        tool_name_len: 0,
-        prompt_tokens: 0,
-        completion_tokens: 0,
-        total_tokens: 0,
-    }
-}
-
 /// The C view of an event pulled from a stream. Every string of such an event is followed
-/// by a NUL in the stream's memory (see `stream::Batch`), so it is handed out in place.
+/// by a NUL in the stream's memory (see `pull::Batch`), so it is handed out in place.
 fn c_event(event: &Event<'_>) -> ylokh_event {
-    let ptr = |s: &str| s.as_ptr().cast::<c_char>();
-    let mut c = empty_event();
-    let text = match *event {
-        Event::Content { choice, text } => {
-            c.choice = choice;
-            text
-        }
-        Event::Reasoning { choice, text } => {
-            c.kind = ylokh_event_kind::YLOKH_EVENT_REASONING;
-            c.choice = choice;
-            text
-        }
-        Event::Refusal { choice, text } => {
-            c.kind = ylokh_event_kind::YLOKH_EVENT_REFUSAL;
-            c.choice = choice;
-            text
-        }
-        Event::ToolCall {
-            choice,
-            index,
-            id,
-            name,
-            arguments,
-            ..
-        } => {
-            c.kind = ylokh_event_kind::YLOKH_EVENT_TOOL_CALL;
-            c.choice = choice;
-            c.tool_index = index;
-            if let Some(id) = id {
-                c.tool_id = ptr(id);
-                c.tool_id_len = id.len();
-            }
-            if let Some(name) = name {
-                c.tool_name = ptr(name);
-                c.tool_name_len = name.len();
-            }
-            arguments
-        }
-        Event::Finish { choice, reason } => {
-            c.kind = ylokh_event_kind::YLOKH_EVENT_FINISH;
-            c.choice = choice;
-            reason
-        }
-        Event::Usage(usage) => {
-            c.kind = ylokh_event_kind::YLOKH_EVENT_USAGE;
-            c.prompt_tokens = usage.prompt_tokens;
-            c.completion_tokens = usage.completion_tokens;
-            c.total_tokens = usage.total_tokens;
-            usage.json
-        }
-    };
-    c.text = ptr(text);
-    c.text_len = text.len();
-    c
+    ylokh_event::new(event, |strings| {
+        strings.map(|s| s.as_ptr().cast::<c_char>())
+    })
 }

@@ -3,8 +3,8 @@
 //! the call's cancel flag. A cancelled connect closes its socket before the call returns,
 //! so nothing (no thread, no socket) outlives the call.
 //!
-//! The standard library has no non-blocking connect, so on Unix the socket is made with
-//! libc; this is the only unsafe code outside `ffi/`. Elsewhere (Windows) the connect runs
+//! The standard library has no non-blocking connect, so on Unix the socket is made and
+//! waited for with rustix's safe system calls (no unsafe code here). Elsewhere (Windows) the connect runs
 //! on a helper thread that the call stops waiting for when cancelled; that thread ends by
 //! itself within the connect timeout.
 
@@ -34,12 +34,13 @@ pub fn connect(
 }
 
 #[cfg(unix)]
-#[allow(unsafe_code)]
 mod imp {
     use super::Connect;
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    use rustix::net::{AddressFamily, SocketFlags, SocketType};
     use std::io;
     use std::net::{SocketAddr, TcpStream};
-    use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+    use std::os::fd::OwnedFd;
     use std::time::{Duration, Instant};
 
     pub fn connect(
@@ -88,104 +89,30 @@ mod imp {
     /// A non-blocking, close-on-exec socket with a connect to `addr` under way (or done).
     fn start(addr: &SocketAddr) -> io::Result<OwnedFd> {
         let family = match addr {
-            SocketAddr::V4(_) => libc::AF_INET,
-            SocketAddr::V6(_) => libc::AF_INET6,
+            SocketAddr::V4(_) => AddressFamily::INET,
+            SocketAddr::V6(_) => AddressFamily::INET6,
         };
-        // SAFETY: plain system call; the result is checked before use.
-        let fd = unsafe { libc::socket(family, libc::SOCK_STREAM, 0) };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: `fd` was just returned by socket() and is owned by nobody else.
-        let socket = unsafe { OwnedFd::from_raw_fd(fd) };
-        // SAFETY: fcntl on a descriptor we own; results checked.
-        unsafe {
-            if libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-            let flags = libc::fcntl(fd, libc::F_GETFL);
-            if flags < 0 || libc::fcntl(fd, libc::F_SETFL, flags | libc::O_NONBLOCK) < 0 {
-                return Err(io::Error::last_os_error());
-            }
-        }
+        let flags = SocketFlags::NONBLOCK | SocketFlags::CLOEXEC;
+        let socket = rustix::net::socket_with(family, SocketType::STREAM, flags, None)?;
+        // A write to a socket the peer closed raises SIGPIPE there unless told not to.
         #[cfg(any(target_os = "macos", target_os = "ios"))]
-        {
-            // A write to a socket the peer closed raises SIGPIPE there unless told not to.
-            let one: libc::c_int = 1;
-            // SAFETY: setsockopt with a valid int option on a descriptor we own.
-            unsafe {
-                libc::setsockopt(
-                    fd,
-                    libc::SOL_SOCKET,
-                    libc::SO_NOSIGPIPE,
-                    (&one as *const libc::c_int).cast(),
-                    std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-                );
-            }
+        rustix::net::sockopt::set_socket_nosigpipe(&socket, true)?;
+        match rustix::net::connect(&socket, addr) {
+            Ok(()) | Err(rustix::io::Errno::INPROGRESS | rustix::io::Errno::INTR) => Ok(socket),
+            Err(e) => Err(e.into()),
         }
-        // SAFETY: sockaddr_storage is plain old data for which all zeroes is valid.
-        let mut storage: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
-        let len = match addr {
-            SocketAddr::V4(a) => {
-                // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
-                let sin = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in) };
-                sin.sin_family = libc::AF_INET as libc::sa_family_t;
-                sin.sin_port = a.port().to_be();
-                sin.sin_addr = libc::in_addr {
-                    s_addr: u32::from_ne_bytes(a.ip().octets()),
-                };
-                std::mem::size_of::<libc::sockaddr_in>()
-            }
-            SocketAddr::V6(a) => {
-                // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in6.
-                let sin6 = unsafe { &mut *(&mut storage as *mut _ as *mut libc::sockaddr_in6) };
-                sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
-                sin6.sin6_port = a.port().to_be();
-                sin6.sin6_addr = libc::in6_addr {
-                    s6_addr: a.ip().octets(),
-                };
-                sin6.sin6_flowinfo = a.flowinfo();
-                sin6.sin6_scope_id = a.scope_id();
-                std::mem::size_of::<libc::sockaddr_in6>()
-            }
-        };
-        // SAFETY: `storage` holds a valid address of `len` bytes for the socket's family.
-        let rc = unsafe {
-            libc::connect(
-                socket.as_raw_fd(),
-                (&storage as *const libc::sockaddr_storage).cast(),
-                len as libc::socklen_t,
-            )
-        };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EINPROGRESS) && e.kind() != io::ErrorKind::Interrupted
-            {
-                return Err(e);
-            }
-        }
-        Ok(socket)
     }
 
     /// Waits at most `wait` for the socket to become writable (its connect to end).
     fn writable(socket: &OwnedFd, wait: Duration) -> io::Result<bool> {
-        let mut poll = libc::pollfd {
-            fd: socket.as_raw_fd(),
-            events: libc::POLLOUT,
-            revents: 0,
-        };
-        let ms = wait.as_millis().clamp(1, 1000) as libc::c_int;
-        // SAFETY: one valid pollfd, its count, a finite timeout.
-        let rc = unsafe { libc::poll(&mut poll, 1, ms) };
-        if rc < 0 {
-            let e = io::Error::last_os_error();
-            return if e.kind() == io::ErrorKind::Interrupted {
-                Ok(false)
-            } else {
-                Err(e)
-            };
+        let mut fds = [PollFd::new(socket, PollFlags::OUT)];
+        let wait = wait.clamp(Duration::from_millis(1), Duration::from_secs(1));
+        let timeout = Timespec::try_from(wait).map_err(io::Error::other)?;
+        match rustix::event::poll(&mut fds, Some(&timeout)) {
+            Ok(ready) => Ok(ready > 0),
+            Err(rustix::io::Errno::INTR) => Ok(false),
+            Err(e) => Err(e.into()),
         }
-        Ok(rc > 0)
     }
 }
 

@@ -63,6 +63,7 @@ fn metadata(root: &Path, cargo: &str) -> Result<Value, String> {
 }
 
 /// "(A OR B) AND C" as [[A, B], [C]]: every group must be satisfied, by one of its members.
+/// "A WITH E" (a license with an exception) stays one member.
 fn parse_expression(expr: &str) -> Result<Vec<Vec<String>>, String> {
     let cleaned = expr.replace(['(', ')'], " ").replace('/', " OR ");
     let mut groups = Vec::new();
@@ -72,7 +73,8 @@ fn parse_expression(expr: &str) -> Result<Vec<Vec<String>>, String> {
             .map(|s| s.trim().to_owned())
             .filter(|s| !s.is_empty())
             .collect();
-        if options.is_empty() || options.iter().any(|o| o.contains(' ')) {
+        let unreadable = |o: &String| o.replacen(" WITH ", "+", 1).contains(' ');
+        if options.is_empty() || options.iter().any(unreadable) {
             return Err(format!("cannot read the license expression {expr:?}"));
         }
         groups.push(options);
@@ -336,6 +338,13 @@ mod tests {
             ["MIT", "Unicode-3.0"]
         );
         assert_eq!(choose("MIT/Apache-2.0").unwrap(), ["MIT"]);
+        // rustix and linux-raw-sys.
+        assert_eq!(
+            choose("Apache-2.0 WITH LLVM-exception OR Apache-2.0 OR MIT").unwrap(),
+            ["MIT"]
+        );
+        assert!(choose("Apache-2.0 WITH LLVM-exception").is_err());
+        assert!(choose("MIT OR A B").is_err());
         assert!(choose("GPL-3.0-only").is_err());
         assert!(choose("MIT AND GPL-3.0-only").is_err());
     }
