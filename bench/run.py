@@ -566,7 +566,7 @@ def report(res, vg, v):
                   f"{W7_REPLIES:,} threads (256 KiB stacks) each hold in their first token's callback; "
                   "with the pull API, one thread opens the streams and stops pulling each after its "
                   "first token (so each stream's queue fills to its bound). A reply's thread stack "
-                  "(about 32 KiB touched) is counted in both.")
+                  "(28 KiB touched) is counted in both.")
         md.append("")
 
     if vg:

@@ -35,7 +35,7 @@ func ConversationFromJSON(js string) (*Conversation, error) {
 	cs := C.CString(js)
 	defer C.free(unsafe.Pointer(cs))
 	var p *C.ylokh_conversation
-	if err := check(C.ylokh_conversation_from_json(cs, &p)); err != nil {
+	if err := takeResult(C.ygo_conversation_from_json(cs, &p)); err != nil {
 		return nil, err
 	}
 	return newConversation(p), nil
@@ -73,14 +73,14 @@ func (c *Conversation) Add(role, content string) error {
 	cr, cc := C.CString(role), C.CString(content)
 	defer C.free(unsafe.Pointer(cr))
 	defer C.free(unsafe.Pointer(cc))
-	return c.with(func(p *C.ylokh_conversation) error { return check(C.ylokh_conversation_add(p, cr, cc)) })
+	return c.with(func(p *C.ylokh_conversation) error { return takeResult(C.ygo_conversation_add(p, cr, cc)) })
 }
 
 // AddJSON appends one message given as a JSON object (tool results, names, content parts).
 func (c *Conversation) AddJSON(message string) error {
 	cm := C.CString(message)
 	defer C.free(unsafe.Pointer(cm))
-	return c.with(func(p *C.ylokh_conversation) error { return check(C.ylokh_conversation_add_json(p, cm)) })
+	return c.with(func(p *C.ylokh_conversation) error { return takeResult(C.ygo_conversation_add_json(p, cm)) })
 }
 
 // Len is the number of messages.
@@ -95,7 +95,7 @@ func (c *Conversation) Len() int {
 
 // Clear removes every message.
 func (c *Conversation) Clear() error {
-	return c.with(func(p *C.ylokh_conversation) error { return check(C.ylokh_conversation_clear(p)) })
+	return c.with(func(p *C.ylokh_conversation) error { return takeResult(C.ygo_conversation_clear(p)) })
 }
 
 // JSON returns the messages as a JSON array.
@@ -104,7 +104,7 @@ func (c *Conversation) JSON() (string, error) {
 	err := c.with(func(p *C.ylokh_conversation) error {
 		var s *C.char
 		var n C.size_t
-		if err := check(C.ylokh_conversation_to_json(p, &s, &n)); err != nil {
+		if err := takeResult(C.ygo_conversation_to_json(p, &s, &n)); err != nil {
 			return err
 		}
 		defer C.ylokh_string_free(s)

@@ -19,7 +19,7 @@ static ygo_result ygo_stream_open(ylokh_client *client, const char *model,
     req.options_json = options_json;
     req.conversation = conversation;
     req.cancel = cancel;
-    return ygo_status(ylokh_stream_open(client, &req, out));
+    return ygo_take_error(ylokh_stream_open(client, &req, out));
 }
 
 // Waits for the next event, copying the error out on the same thread. YLOKH_E_AGAIN is
@@ -33,7 +33,7 @@ static ygo_result ygo_stream_next(ylokh_stream *stream, uint64_t wait_ms,
         r.status = status;
         return r;
     }
-    return ygo_status(status);
+    return ygo_take_error(status);
 }
 
 // The message JSON, copied with malloc (the Go side frees it with free()).
@@ -45,7 +45,7 @@ static ygo_result ygo_stream_message(const ylokh_stream *stream, char **out, siz
         if (*out != NULL) memcpy(*out, json, *len + 1);
         ylokh_string_free(json);
     }
-    return ygo_status(status);
+    return ygo_take_error(status);
 }
 */
 import "C"

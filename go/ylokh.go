@@ -95,6 +95,11 @@ func (e *Error) Error() string {
 func (e *Error) Unwrap() error { return e.Err }
 
 // takeResult turns a result of the C shim into nil or an *Error, freeing its message.
+//
+// The library's error is thread-local and a goroutine may change OS threads between two
+// cgo calls, so every call that can fail goes through a function of the shim (shim.h) that
+// calls it and copies the error in the same cgo call: takeResult(C.ygo_...(...)), never the
+// library's function followed by a second cgo call for its error.
 func takeResult(r C.ygo_result) error {
 	if r.message != nil {
 		defer C.free(unsafe.Pointer(r.message))
@@ -107,15 +112,6 @@ func takeResult(r C.ygo_result) error {
 		e.Message = C.GoString(r.message)
 	}
 	return e
-}
-
-// check runs a non-chat C call and reads its error on the same thread (cgo calls run on
-// one OS thread from start to end, so the shim sees the same thread-local error).
-func check(status C.ylokh_status) error {
-	if status == C.YLOKH_OK {
-		return nil
-	}
-	return takeResult(C.ygo_status(C.int(status)))
 }
 
 // Message is one message of a request. Use a Conversation for messages with more fields.
@@ -208,31 +204,31 @@ func (c *Client) with(f func(p *C.ylokh_client) error) error {
 	return f(c.p)
 }
 
-func (c *Client) setString(set func(*C.ylokh_client, *C.char) C.ylokh_status, value string) error {
+func (c *Client) setString(set func(*C.ylokh_client, *C.char) C.ygo_result, value string) error {
 	cs := C.CString(value)
 	defer C.free(unsafe.Pointer(cs))
-	return c.with(func(p *C.ylokh_client) error { return check(set(p, cs)) })
+	return c.with(func(p *C.ylokh_client) error { return takeResult(set(p, cs)) })
 }
 
 // SetBaseURL sets where requests go, e.g. "http://127.0.0.1:8080/v1".
 func (c *Client) SetBaseURL(url string) error {
-	return c.setString(func(p *C.ylokh_client, s *C.char) C.ylokh_status {
-		return C.ylokh_client_set_base_url(p, s)
+	return c.setString(func(p *C.ylokh_client, s *C.char) C.ygo_result {
+		return C.ygo_client_set_base_url(p, s)
 	}, url)
 }
 
 // SetAPIKey sets the key sent as "Authorization: Bearer <key>"; "" removes it.
 func (c *Client) SetAPIKey(key string) error {
-	return c.setString(func(p *C.ylokh_client, s *C.char) C.ylokh_status {
-		return C.ylokh_client_set_api_key(p, s)
+	return c.setString(func(p *C.ylokh_client, s *C.char) C.ygo_result {
+		return C.ygo_client_set_api_key(p, s)
 	}, key)
 }
 
 // SetProxy sends requests through a proxy ("http://", "https://" or "socks5://"); ""
 // clears it.
 func (c *Client) SetProxy(url string) error {
-	return c.setString(func(p *C.ylokh_client, s *C.char) C.ylokh_status {
-		return C.ylokh_client_set_proxy(p, s)
+	return c.setString(func(p *C.ylokh_client, s *C.char) C.ygo_result {
+		return C.ygo_client_set_proxy(p, s)
 	}, url)
 }
 
@@ -241,14 +237,14 @@ func (c *Client) SetHeader(name, value string) error {
 	cn, cv := C.CString(name), C.CString(value)
 	defer C.free(unsafe.Pointer(cn))
 	defer C.free(unsafe.Pointer(cv))
-	return c.with(func(p *C.ylokh_client) error { return check(C.ylokh_client_set_header(p, cn, cv)) })
+	return c.with(func(p *C.ylokh_client) error { return takeResult(C.ygo_client_set_header(p, cn, cv)) })
 }
 
 // RemoveHeader removes a request header (also the default Origin and Referer).
 func (c *Client) RemoveHeader(name string) error {
 	cn := C.CString(name)
 	defer C.free(unsafe.Pointer(cn))
-	return c.with(func(p *C.ylokh_client) error { return check(C.ylokh_client_set_header(p, cn, nil)) })
+	return c.with(func(p *C.ylokh_client) error { return takeResult(C.ygo_client_set_header(p, cn, nil)) })
 }
 
 // SetProxyFromEnv says whether the proxy environment variables apply when no proxy is set.
@@ -257,7 +253,7 @@ func (c *Client) SetProxyFromEnv(enabled bool) error {
 	if enabled {
 		v = 1
 	}
-	return c.with(func(p *C.ylokh_client) error { return check(C.ylokh_client_set_proxy_from_env(p, v)) })
+	return c.with(func(p *C.ylokh_client) error { return takeResult(C.ygo_client_set_proxy_from_env(p, v)) })
 }
 
 func millis(d time.Duration) C.uint64_t {
@@ -271,10 +267,10 @@ func millis(d time.Duration) C.uint64_t {
 // bundled roots.
 func (c *Client) SetCAFile(pemPath string) error {
 	if pemPath == "" {
-		return c.with(func(p *C.ylokh_client) error { return check(C.ylokh_client_set_ca_file(p, nil)) })
+		return c.with(func(p *C.ylokh_client) error { return takeResult(C.ygo_client_set_ca_file(p, nil)) })
 	}
-	return c.setString(func(p *C.ylokh_client, s *C.char) C.ylokh_status {
-		return C.ylokh_client_set_ca_file(p, s)
+	return c.setString(func(p *C.ylokh_client, s *C.char) C.ygo_result {
+		return C.ygo_client_set_ca_file(p, s)
 	}, pemPath)
 }
 
@@ -285,7 +281,7 @@ func (c *Client) UseSystemRoots(enabled bool) error {
 	if enabled {
 		v = 1
 	}
-	return c.with(func(p *C.ylokh_client) error { return check(C.ylokh_client_use_system_roots(p, v)) })
+	return c.with(func(p *C.ylokh_client) error { return takeResult(C.ygo_client_use_system_roots(p, v)) })
 }
 
 // SetLog sets the debugging log: onLog is called with each line (secrets redacted) on the
@@ -304,13 +300,13 @@ func (c *Client) SetLog(onLog func(line string)) error {
 
 // SetTimeout bounds connecting and every wait for more bytes (default 120 s).
 func (c *Client) SetTimeout(d time.Duration) error {
-	return c.with(func(p *C.ylokh_client) error { return check(C.ylokh_client_set_timeout_ms(p, millis(d))) })
+	return c.with(func(p *C.ylokh_client) error { return takeResult(C.ygo_client_set_timeout_ms(p, millis(d))) })
 }
 
 // SetDeadline bounds a whole call, retries included; 0 means none (the default). A
 // context deadline does the same per call.
 func (c *Client) SetDeadline(d time.Duration) error {
-	return c.with(func(p *C.ylokh_client) error { return check(C.ylokh_client_set_deadline_ms(p, millis(d))) })
+	return c.with(func(p *C.ylokh_client) error { return takeResult(C.ygo_client_set_deadline_ms(p, millis(d))) })
 }
 
 // SetMaxRetries sets how many times a failed attempt is retried before the first token
@@ -319,12 +315,12 @@ func (c *Client) SetMaxRetries(n int) error {
 	if n < 0 {
 		n = 0
 	}
-	return c.with(func(p *C.ylokh_client) error { return check(C.ylokh_client_set_max_retries(p, C.uint32_t(n))) })
+	return c.with(func(p *C.ylokh_client) error { return takeResult(C.ygo_client_set_max_retries(p, C.uint32_t(n))) })
 }
 
 // SetRetryDelay sets the first retry's backoff (default 500 ms).
 func (c *Client) SetRetryDelay(d time.Duration) error {
-	return c.with(func(p *C.ylokh_client) error { return check(C.ylokh_client_set_retry_delay_ms(p, millis(d))) })
+	return c.with(func(p *C.ylokh_client) error { return takeResult(C.ygo_client_set_retry_delay_ms(p, millis(d))) })
 }
 
 // SetMaxEventBytes sets the longest line, event or non-streaming reply accepted.
@@ -332,7 +328,7 @@ func (c *Client) SetMaxEventBytes(n int) error {
 	if n < 0 {
 		n = 0
 	}
-	return c.with(func(p *C.ylokh_client) error { return check(C.ylokh_client_set_max_event_bytes(p, C.size_t(n))) })
+	return c.with(func(p *C.ylokh_client) error { return takeResult(C.ygo_client_set_max_event_bytes(p, C.size_t(n))) })
 }
 
 // Chat sends messages and calls onToken with each piece of the reply's text, on the calling

@@ -5,9 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"go/ast"
+	"go/parser"
+	"go/token"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"regexp"
 	"runtime"
 	"strings"
 	"sync"
@@ -346,6 +352,130 @@ func TestErrorsBelongToTheirCall(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
+	}
+}
+
+// The same for calls other than chats: setters and conversations fail on many goroutines at
+// once, each with a message naming its own argument. (Reading the error in a second cgo
+// call, after the goroutine may have moved to another thread, gave other calls' messages.)
+func TestSetterErrorsBelongToTheirCall(t *testing.T) {
+	c := newClient(t, "http://127.0.0.1:9")
+	conv := make([]*ylokh.Conversation, 8)
+	for i := range conv {
+		conv[i] = ylokh.NewConversation()
+		defer conv[i].Close()
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, 3*len(conv))
+	for i := range conv {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			for j := 0; j < 300; j++ {
+				mark := fmt.Sprintf("g%d-i%d", i, j)
+				want := func(what string, err error, mark string) bool {
+					var e *ylokh.Error
+					if errors.As(err, &e) && e.Status == ylokh.InvalidArgument && strings.Contains(e.Message, mark) {
+						return true
+					}
+					errs <- fmt.Errorf("goroutine %d, %s: want InvalidArgument with %q, got %#v", i, what, mark, err)
+					return false
+				}
+				// JSON's parse error names only the column: a message whose error is at a
+				// column of its own, every one with 4 digits (1009 to 3408).
+				bad := `{"role":` + strings.Repeat(" ", 1000+i*300+j) + `}`
+				if !want("SetHeader", c.SetHeader("bad name "+mark, "v"), mark) ||
+					!want("SetBaseURL", c.SetBaseURL("ftp://"+mark+".invalid/v1"), mark) ||
+					!want("Conversation.AddJSON", conv[i].AddJSON(bad), fmt.Sprintf("column %d", len(bad))) {
+					return
+				}
+				if j%8 == 0 {
+					runtime.Gosched()
+				}
+			}
+		}(i)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+}
+
+// The Go sources never call a function of the library that returns a status and then read
+// the thread-local error in a cgo call of their own: such functions are called through the
+// shim (shim.c, or a cgo preamble), which copies the error in the same cgo call. A call from
+// Go is allowed only when its status is discarded (ylokh_cancel_trigger).
+func TestNoSecondCgoCallForTheError(t *testing.T) {
+	header, err := os.ReadFile("ylokh_vendored.h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	statusFns := map[string]bool{}
+	for _, m := range regexp.MustCompile(`(?m)^ylokh_status (ylokh_[a-z_]+)\(`).FindAllStringSubmatch(string(header), -1) {
+		statusFns[m[1]] = true
+	}
+	if !statusFns["ylokh_client_set_base_url"] || !statusFns["ylokh_conversation_add_json"] {
+		t.Fatalf("status functions not found in ylokh_vendored.h: %v", statusFns)
+	}
+	errorReaders := map[string]bool{
+		"ylokh_last_error": true, "ylokh_last_http_status": true, "ylokh_last_finish_reason": true,
+		"ygo_take_error": true,
+	}
+	files, err := filepath.Glob("*.go")
+	if err != nil || len(files) < 5 {
+		t.Fatalf("Go files: %v %v", files, err)
+	}
+	fset := token.NewFileSet()
+	calls := 0
+	for _, file := range files {
+		f, err := parser.ParseFile(fset, file, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		discarded := map[ast.Expr]bool{}
+		ast.Inspect(f, func(n ast.Node) bool {
+			if s, ok := n.(*ast.ExprStmt); ok {
+				discarded[s.X] = true
+			}
+			return true
+		})
+		ast.Inspect(f, func(n ast.Node) bool {
+			sel, ok := n.(*ast.SelectorExpr)
+			if !ok {
+				return true
+			}
+			if x, ok := sel.X.(*ast.Ident); !ok || x.Name != "C" {
+				return true
+			}
+			if errorReaders[sel.Sel.Name] {
+				t.Errorf("%s: Go reads the library's error with C.%s, in a cgo call of its own", fset.Position(sel.Pos()), sel.Sel.Name)
+			}
+			return true
+		})
+		ast.Inspect(f, func(n ast.Node) bool {
+			call, ok := n.(*ast.CallExpr)
+			if !ok {
+				return true
+			}
+			sel, ok := call.Fun.(*ast.SelectorExpr)
+			if !ok {
+				return true
+			}
+			if x, ok := sel.X.(*ast.Ident); !ok || x.Name != "C" {
+				return true
+			}
+			if strings.HasPrefix(sel.Sel.Name, "ygo_") {
+				calls++
+			}
+			if statusFns[sel.Sel.Name] && !discarded[call] {
+				t.Errorf("%s: C.%s is called from Go and its status used: call it through the shim (shim.h), which copies the error in the same cgo call", fset.Position(call.Pos()), sel.Sel.Name)
+			}
+			return true
+		})
+	}
+	if calls < 15 {
+		t.Fatalf("only %d calls of the shim found: is the scan looking at the package?", calls)
 	}
 }
 

@@ -52,6 +52,11 @@ pub(crate) struct Call<'a> {
 
 impl Call<'_> {
     /// Hands a line to the log, if there is one; `message` is only built then.
+    ///
+    /// Never inlined, so that building messages takes no room in its callers' frames: the
+    /// frames of a call that stay on the stack under ureq's connect are the deepest stack
+    /// a call touches, and each page of it is resident memory per concurrent call.
+    #[inline(never)]
     pub(crate) fn log(&self, message: impl FnOnce() -> String) {
         if let Some(log) = &self.settings.log {
             let line = redact_text(message(), &self.secrets);
@@ -180,6 +185,9 @@ impl Call<'_> {
     /// Sends the request to `url`: with the headers the program set and the API key when
     /// `credentials` (the base URL's origin), with only the library's own headers
     /// otherwise; and with what is left of the deadline as the bound of this attempt.
+    /// Never inlined, like `read_reply`: the frames between the caller and ureq's connect
+    /// are the deepest stack a call touches, so they hold only what sending needs.
+    #[inline(never)]
     fn send(
         &self,
         url: &str,
@@ -187,6 +195,23 @@ impl Call<'_> {
         request: &ChatRequest,
         deadline: Option<Instant>,
     ) -> Result<Response<Body>, Failure> {
+        // The request is built on the heap: only a pointer to it waits in this frame.
+        let builder = self.request(url, credentials, request, deadline)?;
+        (*builder)
+            .send(request.body())
+            .map_err(|e| send_failure(e, url))
+    }
+
+    /// The request to `url` with its headers (see `send`), ready to send. Not inlined, like
+    /// `send`, so that its temporaries are off the stack while ureq connects.
+    #[inline(never)]
+    fn request(
+        &self,
+        url: &str,
+        credentials: bool,
+        request: &ChatRequest,
+        deadline: Option<Instant>,
+    ) -> Result<Box<ureq::RequestBuilder<ureq::typestate::WithBody>>, Failure> {
         let mut builder = self.agent.post(url);
         for (name, value) in request_headers(self.settings, url, credentials) {
             builder = builder.header(name, value.as_ref());
@@ -217,35 +242,34 @@ impl Call<'_> {
             }
             builder = builder.config().timeout_global(Some(left)).build();
         }
-        builder.send(request.body()).map_err(|e| {
-            use std::io::ErrorKind as Io;
-            // Before any byte of a reply, a reset or a close says nothing about the request:
-            // a pooled connection the server had closed, or a server too busy to take it.
-            let kind = match &e {
-                ureq::Error::Io(io) if !transport::take_received() => Some(io.kind()),
-                _ => None,
-            };
-            let stale = matches!(
-                kind,
-                Some(
-                    Io::UnexpectedEof
-                        | Io::ConnectionReset
-                        | Io::ConnectionAborted
-                        | Io::BrokenPipe
-                )
-            );
-            let reset = matches!(
-                kind,
-                Some(Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe)
-            );
-            let error = map_ureq_error(e, &format!("requesting {url}"));
-            Failure {
-                retryable: error.kind() == ErrorKind::Connect || reset,
-                error,
-                retry_after: None,
-                stale,
-            }
-        })
+        Ok(Box::new(builder))
+    }
+}
+
+/// What a failure to send a request (or to get a reply's head) means for the call.
+#[inline(never)]
+fn send_failure(e: ureq::Error, url: &str) -> Failure {
+    use std::io::ErrorKind as Io;
+    // Before any byte of a reply, a reset or a close says nothing about the request:
+    // a pooled connection the server had closed, or a server too busy to take it.
+    let kind = match &e {
+        ureq::Error::Io(io) if !transport::take_received() => Some(io.kind()),
+        _ => None,
+    };
+    let stale = matches!(
+        kind,
+        Some(Io::UnexpectedEof | Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe)
+    );
+    let reset = matches!(
+        kind,
+        Some(Io::ConnectionReset | Io::ConnectionAborted | Io::BrokenPipe)
+    );
+    let error = map_ureq_error(e, &format!("requesting {url}"));
+    Failure {
+        retryable: error.kind() == ErrorKind::Connect || reset,
+        error,
+        retry_after: None,
+        stale,
     }
 }
 
@@ -283,7 +307,9 @@ fn followed_redirect(response: &Response<Body>) -> Option<String> {
 }
 
 /// A reply other than 2xx (or a followed redirect) as a failure: its status, the server's
-/// message from the start of its body, and whether another attempt may help.
+/// message from the start of its body, and whether another attempt may help. Never inlined,
+/// like `read_reply`: it keeps the frame that sends the request small (see there).
+#[inline(never)]
 fn rejection(response: Response<Body>) -> Failure {
     let status = response.status().as_u16();
     let headers = response.headers();

@@ -323,7 +323,8 @@ impl PreparedCall {
 /// the head's size (nginx's own default for an upstream's head is 4 or 8 KiB).
 const INPUT_BUFFER: usize = 16 * 1024;
 /// The output buffer of each connection (ureq's default is 128 KiB): the request head
-/// must fit in it; the body goes through it in pieces.
+/// must fit in it; the body goes through it in pieces. It exists only while a request is
+/// sent (`transport/buffers.rs`); `reply::READ_BUFFER` is the same size, to reuse its memory.
 const OUTPUT_BUFFER: usize = 8 * 1024;
 
 fn build_agent(settings: &Settings) -> Result<Agent, Error> {

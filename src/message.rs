@@ -52,7 +52,19 @@ impl Message {
 
     /// Adds one event of the reply. Events of choices other than 0 are ignored (a message
     /// is one choice's); usage belongs to the whole reply and is always kept.
+    #[inline]
     pub fn apply(&mut self, event: &Event<'_>) {
+        // The usual event, inline where it is pulled; the others out of line.
+        match *event {
+            Event::Content {
+                choice: ANSWER_CHOICE,
+                text,
+            } => self.content.push_str(text),
+            _ => self.apply_other(event),
+        }
+    }
+
+    fn apply_other(&mut self, event: &Event<'_>) {
         match *event {
             Event::Content {
                 choice: ANSWER_CHOICE,

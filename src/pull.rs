@@ -7,10 +7,12 @@
 //!
 //! Events travel in batches: the worker collects events and publishes them together when
 //! the socket has nothing more to read yet (the transport's before-wait hook, at most
-//! 0.05 ms after they arrived) or the batch is full ([`BATCH_EVENTS`], [`BATCH_BYTES`]), so
-//! the queue's lock and the wake-up are paid once per batch, not once per token. The queue
-//! is bounded ([`QUEUE_BYTES`], [`QUEUE_EVENTS`]): when that much waits, the worker stops,
-//! and so stops reading the socket, until the consumer catches up.
+//! 0.05 ms after they arrived) or the batch is full, so the queue's lock and the wake-up
+//! are paid once per batch, not once per token. A consumer blocked in a pull gets large
+//! batches ([`BATCH_EVENTS`], [`BATCH_BYTES`]) handed to it uncounted; otherwise batches
+//! are small ([`SMALL_BATCH_EVENTS`], [`SMALL_BATCH_BYTES`]) and the queue is bounded
+//! ([`QUEUE_BYTES`], [`QUEUE_EVENTS`]): when that much waits, the worker stops, and so
+//! stops reading the socket, until the consumer catches up.
 //!
 //! Where each thing lives: the consumer's side is [`Stream`]; the worker's is `Producer`
 //! and `worker`; between them `Shared` (the queue under a mutex, two condition variables,
@@ -35,14 +37,22 @@ use crate::message::Message;
 use crate::request::ChatRequest;
 use crate::transport;
 
-/// When this many bytes of events wait for the consumer, the worker stops reading.
-const QUEUE_BYTES: usize = 16 * 1024;
-/// When this many events wait for the consumer, the worker stops reading.
-const QUEUE_EVENTS: usize = 1024;
-/// The worker publishes its batch early once it holds this many events or bytes, so that
-/// back-pressure is felt in steps of this size.
-const BATCH_EVENTS: usize = 512;
-const BATCH_BYTES: usize = 8 * 1024;
+/// When this many bytes of events wait for a consumer that is not waiting for them, the
+/// worker stops reading. (A batch handed to a consumer blocked in a pull does not count:
+/// it is as good as taken.)
+const QUEUE_BYTES: usize = 4 * 1024;
+/// When this many events wait for a consumer that is not waiting for them, the worker
+/// stops reading.
+const QUEUE_EVENTS: usize = 256;
+/// While the consumer is blocked in a pull, the worker gathers up to this many events or
+/// bytes before it wakes the consumer (a wake-up costs a few microseconds: large batches
+/// keep it rare), and hands them over uncounted.
+const BATCH_EVENTS: usize = 4096;
+const BATCH_BYTES: usize = 64 * 1024;
+/// Otherwise it publishes every this many events or bytes, the queue's bound: one such
+/// batch waiting stops the worker, so a stalled consumer holds little.
+const SMALL_BATCH_EVENTS: usize = QUEUE_EVENTS;
+const SMALL_BATCH_BYTES: usize = QUEUE_BYTES;
 /// Emptied batches kept for reuse, so that a steady stream allocates nothing.
 const SPARE_BATCHES: usize = 1;
 /// How long a pull that must not wait spins for the queue's lock.
@@ -205,6 +215,8 @@ struct Batch {
     meta: Vec<u8>,
     text: String,
     events: usize,
+    /// Counted in the queue's bound (not when handed to a consumer waiting for it).
+    counted: bool,
 }
 
 /// Where the next event of a batch starts.
@@ -220,8 +232,23 @@ const REFUSAL: u8 = 2;
 const TOOL_CALL: u8 = 3;
 const FINISH: u8 = 4;
 const USAGE: u8 = 5;
+/// A meta byte with this bit set is a whole event: content of choice 0 whose length (under
+/// 128 bytes) is the other seven bits. The usual token takes one byte of meta.
+const TOKEN: u8 = 0x80;
 
 impl Batch {
+    /// Makes room for a small batch of the usual tokens in a batch that has none, so that
+    /// filling it does not leave a trail of outgrown buffers in the worker's allocator
+    /// cache (resident memory per stream). Not before the first event: a worker stopped by
+    /// back-pressure holds an empty batch.
+    #[inline]
+    fn make_room(&mut self) {
+        if self.meta.capacity() == 0 {
+            self.meta.reserve(SMALL_BATCH_EVENTS);
+            self.text.reserve(SMALL_BATCH_EVENTS * 8);
+        }
+    }
+
     fn len(&self) -> usize {
         self.events
     }
@@ -244,6 +271,7 @@ impl Batch {
         self.meta.clear();
         self.text.clear();
         self.events = 0;
+        self.counted = false;
     }
 
     fn number(&mut self, mut n: u64) {
@@ -300,13 +328,71 @@ impl Batch {
     }
 
     fn simple(&mut self, kind: u8, choice: u32, text: &str) {
-        self.meta.push(kind);
-        self.number(choice.into());
-        self.string(text);
+        if choice < 0x80 && text.len() < 0x80 {
+            self.short(kind, choice as u8, text);
+        } else {
+            self.meta.push(kind);
+            self.number(choice.into());
+            self.string(text);
+        }
+    }
+
+    /// An event of one of the simple kinds whose choice and length are under 0x80 (so
+    /// that its varints are one byte each), without counting it.
+    #[inline]
+    fn short(&mut self, kind: u8, choice: u8, text: &str) {
+        if kind == CONTENT && choice == 0 {
+            self.meta.push(TOKEN | text.len() as u8);
+        } else {
+            self.meta
+                .extend_from_slice(&[kind, choice, text.len() as u8]);
+        }
+        self.text.reserve(text.len() + 1);
+        self.text.push_str(text);
+        self.text.push('\0');
+    }
+
+    /// `push` for the usual token (see `short`).
+    #[inline]
+    fn push_short(&mut self, kind: u8, choice: u8, text: &str) {
+        self.short(kind, choice, text);
+        self.events += 1;
     }
 
     /// The event at `cursor`, which is moved past it. Reads only what `push` wrote.
     fn read(&self, cursor: &mut Cursor) -> Event<'_> {
+        // The usual token: one byte (see `TOKEN`).
+        let first = self.meta[cursor.meta];
+        if first & TOKEN != 0 {
+            let (start, len) = (cursor.text, usize::from(first & !TOKEN));
+            cursor.meta += 1;
+            cursor.text = start + len + 1;
+            return Event::Content {
+                choice: 0,
+                text: &self.text[start..start + len],
+            };
+        }
+        // Other short ones (see `simple`): kind, choice and length one byte each.
+        if let Some(&[kind @ (CONTENT | REASONING | REFUSAL | FINISH), choice, len]) =
+            self.meta.get(cursor.meta..cursor.meta + 3)
+        {
+            if choice < 0x80 && len < 0x80 {
+                let (start, len) = (cursor.text, usize::from(len));
+                let text = &self.text[start..start + len];
+                cursor.meta += 3;
+                cursor.text = start + len + 1;
+                let choice = u32::from(choice);
+                return match kind {
+                    CONTENT => Event::Content { choice, text },
+                    REASONING => Event::Reasoning { choice, text },
+                    REFUSAL => Event::Refusal { choice, text },
+                    _ => Event::Finish {
+                        choice,
+                        reason: text,
+                    },
+                };
+            }
+        }
         let byte = |c: &mut Cursor| {
             let b = self.meta[c.meta];
             c.meta += 1;
@@ -464,6 +550,8 @@ struct Queue {
     end: Option<Result<(), Error>>,
     /// The consumer closed the stream.
     closed: bool,
+    /// The consumer is blocked in a pull, waiting for `arrived` (mirrored in
+    /// `Shared::consumer_waiting`).
     consumer_waiting: bool,
     worker_waiting: bool,
     /// The wake-up descriptor holds (or is about to hold) a byte.
@@ -491,6 +579,11 @@ impl Queue {
     fn over_limit(&self) -> bool {
         self.bytes >= QUEUE_BYTES || self.events >= QUEUE_EVENTS
     }
+
+    fn set_consumer_waiting(&mut self, shared: &AtomicBool, waiting: bool) {
+        self.consumer_waiting = waiting;
+        shared.store(waiting, Ordering::Relaxed);
+    }
 }
 
 #[derive(Default)]
@@ -502,6 +595,8 @@ struct Shared {
     room: Condvar,
     /// The queue is at its bound (read without the lock on every event).
     full: AtomicBool,
+    /// `Queue::consumer_waiting`, read without the lock on every event.
+    consumer_waiting: AtomicBool,
     wake: Wake,
 }
 
@@ -550,19 +645,32 @@ impl Producer {
         if self.shared.full.load(Ordering::Relaxed) {
             self.publish(true)?;
         }
-        if text_len(&event) > MAX_EVENT_TEXT {
-            self.failure = Some(Error::protocol(
-                "the server sent an event of over 1 GiB, more than a stream can hold",
-            ));
-            return ControlFlow::Break(());
+        match event {
+            // The usual token, without the general path's checks.
+            Event::Content { choice, text } if choice < 0x80 && text.len() < 0x80 => {
+                // (The first event goes alone: no room made for it.)
+                if self.published_any {
+                    self.batch.make_room();
+                }
+                self.batch.push_short(CONTENT, choice as u8, text)
+            }
+            _ if text_len(&event) > MAX_EVENT_TEXT => {
+                self.failure = Some(Error::protocol(
+                    "the server sent an event of over 1 GiB, more than a stream can hold",
+                ));
+                return ControlFlow::Break(());
+            }
+            _ => self.batch.push(&event),
         }
-        self.batch.push(&event);
         // The first event goes at once: the time to the first token is what a waiting user
-        // sees; later ones gather into batches.
-        if !self.published_any
-            || self.batch.len() >= BATCH_EVENTS
-            || self.batch.bytes() >= BATCH_BYTES
-        {
+        // sees; later ones gather into batches, large for a consumer blocked in a pull,
+        // small otherwise.
+        let (events, bytes) = if self.shared.consumer_waiting.load(Ordering::Relaxed) {
+            (BATCH_EVENTS, BATCH_BYTES)
+        } else {
+            (SMALL_BATCH_EVENTS, SMALL_BATCH_BYTES)
+        };
+        if !self.published_any || self.batch.len() >= events || self.batch.bytes() >= bytes {
             self.published_any = true;
             self.publish(true)?;
         }
@@ -594,14 +702,22 @@ impl Producer {
         }
         if !self.batch.is_empty() {
             let fresh = queue.spare.pop().unwrap_or_default();
-            let batch = std::mem::replace(&mut self.batch, fresh);
-            queue.bytes += batch.bytes();
-            queue.events += batch.len();
+            let mut batch = std::mem::replace(&mut self.batch, fresh);
+            // A consumer blocked in a pull takes this batch as soon as it wakes: it does not
+            // count against the bound (once per wait: the consumer is not waiting any more).
+            let handed = queue.consumer_waiting;
+            if handed {
+                queue.set_consumer_waiting(&self.shared.consumer_waiting, false);
+            } else {
+                batch.counted = true;
+                queue.bytes += batch.bytes();
+                queue.events += batch.len();
+            }
             queue.full.push_back(batch);
             self.shared
                 .full
                 .store(queue.over_limit(), Ordering::Relaxed);
-            self.announce(queue);
+            self.announce(queue, handed);
         }
         ControlFlow::Continue(())
     }
@@ -609,20 +725,21 @@ impl Producer {
     fn finish(&mut self, result: Result<(), Error>) {
         let mut queue = self.shared.lock();
         if !self.batch.is_empty() {
-            let batch = std::mem::take(&mut self.batch);
+            let mut batch = std::mem::take(&mut self.batch);
+            batch.counted = true;
             queue.bytes += batch.bytes();
             queue.events += batch.len();
             queue.full.push_back(batch);
         }
         queue.end = Some(result);
-        self.announce(queue);
+        let waiting = queue.consumer_waiting;
+        self.announce(queue, waiting);
     }
 
-    /// Tells the consumer, after releasing the lock (so that the consumer woken does not
-    /// find it taken).
-    fn announce(&self, mut queue: MutexGuard<'_, Queue>) {
+    /// Tells the consumer (waking it when `waiting`), after releasing the lock (so that the
+    /// consumer woken does not find it taken).
+    fn announce(&self, mut queue: MutexGuard<'_, Queue>, waiting: bool) {
         let write = queue.signal(&self.shared.wake);
-        let waiting = queue.consumer_waiting;
         drop(queue);
         if write {
             self.shared.wake.set();
@@ -812,6 +929,33 @@ impl Stream {
         Ok(Pulled::Event(event))
     }
 
+    /// [`Stream::pull`] for the usual token, when it is here already and is not the last
+    /// event of its batch: a content event (see `Batch::short`). Its choice and text, after
+    /// adding it to the message; `None` otherwise (then `pull` does the rest). It spares the
+    /// C API's loop the general path, which is most of its cost per token.
+    #[inline]
+    pub(crate) fn next_token(&mut self) -> Option<(u32, &str)> {
+        let Cursor { meta, text } = self.next;
+        // The batch's last event goes through `pull`, which quiets the descriptor.
+        let &[first, _] = self.current.meta.get(meta..meta + 2)? else {
+            return None;
+        };
+        if first & TOKEN == 0 {
+            return None;
+        }
+        let len = usize::from(first & !TOKEN);
+        let token = self.current.text.get(text..text + len)?;
+        self.next = Cursor {
+            meta: meta + 1,
+            text: text + len + 1,
+        };
+        self.message.apply(&Event::Content {
+            choice: 0,
+            text: token,
+        });
+        Some((0, token))
+    }
+
     /// The assistant message put together from the events pulled so far (all of them once
     /// the stream has reported its end): what openai-python's `get_final_completion()`
     /// gives.
@@ -842,8 +986,10 @@ impl Stream {
         self.next = Cursor::default();
         loop {
             if let Some(batch) = queue.full.pop_front() {
-                queue.bytes -= batch.bytes();
-                queue.events -= batch.len();
+                if batch.counted {
+                    queue.bytes -= batch.bytes();
+                    queue.events -= batch.len();
+                }
                 let over = queue.over_limit();
                 self.shared.full.store(over, Ordering::Relaxed);
                 if queue.worker_waiting && !over {
@@ -864,7 +1010,7 @@ impl Stream {
             if left.is_zero() {
                 return false;
             }
-            queue.consumer_waiting = true;
+            queue.set_consumer_waiting(&self.shared.consumer_waiting, true);
             queue = match deadline {
                 Some(_) => {
                     self.shared
@@ -879,7 +1025,7 @@ impl Stream {
                     .wait(queue)
                     .unwrap_or_else(|e| e.into_inner()),
             };
-            queue.consumer_waiting = false;
+            queue.set_consumer_waiting(&self.shared.consumer_waiting, false);
         }
     }
 
@@ -964,6 +1110,7 @@ mod tests {
 
     #[test]
     fn batches_give_back_what_was_pushed_with_nuls_after_strings() {
+        let long = "y".repeat(300);
         let events = [
             Event::Content {
                 choice: 0,
@@ -998,6 +1145,27 @@ mod tests {
             Event::Content {
                 choice: u32::MAX,
                 text: "x",
+            },
+            // Lengths and choices around the one-byte varints' edge.
+            Event::Content {
+                choice: 127,
+                text: &long[..127],
+            },
+            Event::Content {
+                choice: 0,
+                text: &long[..127],
+            },
+            Event::Content {
+                choice: 0,
+                text: &long[..128],
+            },
+            Event::Reasoning {
+                choice: 128,
+                text: &long[..128],
+            },
+            Event::Finish {
+                choice: 0,
+                reason: &long[..300],
             },
         ];
         let mut batch = Batch::default();

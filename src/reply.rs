@@ -26,6 +26,11 @@ mod encoding;
 use encoding::{Decoded, Undecodable};
 
 /// Reads a 2xx reply to its end; see the module docs.
+///
+/// Never inlined: its locals would otherwise enlarge the frame of the caller that also
+/// sends the request, and so deepen the stack under ureq's connect, the deepest point of a
+/// call (each touched page of a thread's stack is resident memory, per concurrent call).
+#[inline(never)]
 pub(crate) fn read_reply(
     response: Response<Body>,
     max_event_bytes: usize,
@@ -162,10 +167,13 @@ pub(crate) fn read_whole_reply(
         ControlFlow::Break(()) => Err(Error::aborted()),
     }
 }
-/// Bytes read from the socket at a time: a few events' worth without a large stack frame.
-/// (4 KiB would save memory per reply, but then ureq-proto 0.7.1 reports a long stream of
-/// 4 KiB events as "Peer disconnected": tests/faults.rs, the endless stream.)
-const READ_BUFFER: usize = 16 * 1024;
+/// Bytes of the body taken from the connection at a time: a few dozen events' worth, on
+/// the heap rather than in a large stack frame. The size of the connection's output buffer
+/// (`client::OUTPUT_BUFFER`), which is released when the reply starts to be read, so that
+/// this buffer takes its place in the allocator: a reply keeps one of the two resident, not
+/// both. (16 KiB cost 8 KiB more per concurrent reply; 4 KiB reads cost about 1% more
+/// instructions per token.)
+const READ_BUFFER: usize = 8 * 1024;
 
 /// Reads a streaming reply to its end (or to `[DONE]`, then drains what is left so the
 /// connection can be reused).

@@ -7,6 +7,7 @@
 //! live in thread-locals set by [`CallGuard`]; the TCP transport ([`tcp`]) consults them on
 //! each wait. Without a cancel flag and outside a drain it adds nothing to a wait.
 
+mod buffers;
 mod socket;
 mod socks;
 mod tcp;

@@ -16,19 +16,32 @@
 //! which changes the SONAME and starts a new baseline file. `ABI_FORCE=1` records it anyway
 //! (only for a version never released).
 //!
+//! The library compared is the one `make install` installs, built as `make install-lib`
+//! builds it (no `test-hooks` feature, the SONAME set) in the test's profile, in the target
+//! directory tests/ecosystem.rs installs from: not the library `cargo test` builds for the
+//! Rust tests, which exports the test hook `ylokh_test_panic`. Its exported functions must
+//! be exactly those of ylokh.h (a test hook exported again fails), and exactly those the
+//! baseline records (a function removed fails; one added asks for `make abi-baseline`):
+//! abidiff alone reports neither an added function nor a changed SONAME as incompatible.
+//!
 //! The opaque handles (`typedef struct ylokh_client ylokh_client;` in the header) are
 //! Rust structs inside the library whose layout C never sees: they are left out of the
-//! comparison, so are the test hooks (`ylokh_test_*`).
+//! comparison.
 //!
 //! Needs `abidw` and `abidiff` (Debian's abigail-tools; scripts/install-deps.sh installs
-//! them) and a library with debug info (the dev profile of `cargo test`).
+//! them), make, and a library with debug info (the dev profile of `cargo test`; the release
+//! profile has line tables only, without the types abidw reads).
 
 mod common;
 #[allow(dead_code)]
 #[path = "../tools/gen/src/header.rs"]
 mod header;
 
-use common::process::{manifest_dir, profile_dir, run_bounded, Outcome};
+use common::process::{
+    cargo_profile, install_target_dir, manifest_dir, profile_dir, run_bounded, Outcome,
+    JOBSERVER_ENV,
+};
+use std::collections::BTreeSet;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -36,6 +49,8 @@ use std::time::Duration;
 
 /// Bound on one abidw or abidiff run (each reads the library's debug info: ~20 s here).
 const ABI_TOOL_LIMIT: Duration = Duration::from_secs(600);
+/// Bound on `make install-lib`, which builds the library with cargo.
+const BUILD_LIMIT: Duration = Duration::from_secs(1200);
 
 /// "0.MINOR" while 0.x, "MAJOR" from 1.0 (build.rs and the Makefile agree).
 fn soversion() -> String {
@@ -54,12 +69,114 @@ fn baseline_path(what: &str) -> PathBuf {
         .join(format!("{what}.{}.abi", soversion()))
 }
 
-/// The library built for this test run (see tests/c_api.rs: cargo writes the cdylib next
-/// to the rlib the tests link).
+/// The library `make install` installs, unstripped: `make install-lib INSTALL_STRIP=0` in
+/// this run's profile and the install target directory tests/ecosystem.rs uses (one build
+/// for both). Without the `test-hooks` feature, with the SONAME.
 fn library() -> PathBuf {
-    let lib = profile_dir().join("deps").join("libylokh.so");
-    assert!(lib.exists(), "no {}", lib.display());
+    let target_dir = install_target_dir();
+    let mut cmd = Command::new("make");
+    cmd.current_dir(manifest_dir())
+        .args(["--no-print-directory", "install-lib", "INSTALL_STRIP=0"])
+        .arg(format!("INSTALL_PROFILE={}", cargo_profile()))
+        .arg(format!("INSTALL_TARGET_DIR={}", target_dir.display()));
+    if let Ok(cargo) = std::env::var("CARGO") {
+        cmd.arg(format!("CARGO={cargo}"));
+    }
+    for var in JOBSERVER_ENV {
+        cmd.env_remove(var);
+    }
+    let out = run_bounded(cmd, None, BUILD_LIMIT);
+    assert!(out.ok(), "make install-lib failed:\n{}", out.show());
+    let dir = profile_dir();
+    let lib = target_dir
+        .join(dir.file_name().expect("profile directory name"))
+        .join("libylokh.so");
+    assert!(lib.exists(), "make install-lib built no {}", lib.display());
     lib
+}
+
+/// The functions ylokh.h declares.
+fn header_functions() -> BTreeSet<String> {
+    let text = fs::read_to_string(manifest_dir().join("include/ylokh.h")).unwrap();
+    header::parse(&text)
+        .functions()
+        .map(|f| f.name.clone())
+        .collect()
+}
+
+/// What a baseline is of: the library, or the header (through its probe).
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Of {
+    Library,
+    Header,
+}
+
+/// The symbols of one `<elf-…-symbols>` section of an abidw record (`section` is
+/// "function" or "variable"); empty when the record has no such section.
+fn elf_symbols(record: &str, section: &str) -> BTreeSet<String> {
+    let open = format!("<elf-{section}-symbols>");
+    let close = format!("</elf-{section}-symbols>");
+    let Some(start) = record.find(&open) else {
+        return BTreeSet::new();
+    };
+    let end = record[start..]
+        .find(&close)
+        .map(|e| start + e)
+        .unwrap_or_else(|| panic!("no {close} in the ABI record"));
+    record[start..end]
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("<elf-symbol name='"))
+        .filter_map(|rest| rest.split('\'').next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The library functions an abidw record is about: the library's exported functions, or,
+/// in the header probe, the functions it takes a pointer of (`ylokh_abi_fn_<name>`).
+fn recorded_functions(record: &str, of: Of) -> BTreeSet<String> {
+    match of {
+        Of::Library => elf_symbols(record, "function"),
+        Of::Header => elf_symbols(record, "variable")
+            .iter()
+            .filter_map(|s| s.strip_prefix("ylokh_abi_fn_"))
+            .map(str::to_owned)
+            .collect(),
+    }
+}
+
+/// `a` minus `b`, for messages.
+fn missing_from(a: &BTreeSet<String>, b: &BTreeSet<String>) -> Vec<String> {
+    a.difference(b).cloned().collect()
+}
+
+/// The library exports exactly the functions of the header (the header probe covers every
+/// one), and, unless recording, exactly those of the baseline: abidiff, run with
+/// --no-added-syms, does not report a function added.
+fn check_functions(of: Of, record: &str, baseline: Option<&str>, bless: bool) {
+    let exported = recorded_functions(record, of);
+    let declared = header_functions();
+    assert!(
+        declared.len() > 40,
+        "too few functions parsed from ylokh.h: {declared:?}"
+    );
+    assert!(
+        exported == declared,
+        "the functions of the ABI record and ylokh.h differ: exported but not declared (a test \
+         hook?) {:?}; declared but not exported {:?}",
+        missing_from(&exported, &declared),
+        missing_from(&declared, &exported)
+    );
+    if let (Some(baseline), false) = (baseline, bless) {
+        let recorded = recorded_functions(baseline, of);
+        assert!(
+            exported == recorded,
+            "the functions of the ABI record and of its baseline differ: removed {:?} \
+             (incompatible: a new SONAME); added {:?} (record them: `make abi-baseline`, and \
+             commit abi/)",
+            missing_from(&recorded, &exported),
+            missing_from(&exported, &recorded)
+        );
+    }
 }
 
 /// The opaque types of the header: `typedef struct X X;`.
@@ -112,7 +229,10 @@ fn header_probe(dir: &Path) -> PathBuf {
         "-Werror",
     ])
     .arg(format!("-I{}", manifest_dir().join("include").display()))
-    .arg(&source)
+    // Compiled from its directory by its bare name, so that the record names no
+    // directory of this machine or run (abidw --no-comp-dir-path drops the rest).
+    .current_dir(dir)
+    .arg("ylokh_abi_probe.c")
     .arg("-o")
     .arg(&probe);
     let out = run_bounded(cmd, None, ABI_TOOL_LIMIT);
@@ -124,7 +244,8 @@ fn header_probe(dir: &Path) -> PathBuf {
     probe
 }
 
-/// libabigail suppressions: the opaque handles and the test hooks are not compared.
+/// libabigail suppressions: the opaque handles are not compared, nor the Rust names of the
+/// callback types (the header's ABI compares their C types).
 fn suppressions(dir: &Path) -> PathBuf {
     let opaque = opaque_types();
     assert!(
@@ -134,8 +255,10 @@ fn suppressions(dir: &Path) -> PathBuf {
     let text = format!(
         "# Opaque in C: their Rust layout is not part of the ABI.\n\
          [suppress_type]\n  name_regexp = (^|::)({})$\n  drop = yes\n\n\
-         # Test hooks, exported only by test builds.\n\
-         [suppress_function]\n  name_regexp = ^ylokh_test_\n  drop = yes\n",
+         # The callbacks' Option<fn(...)> types: Rust names them with the module path of\n\
+         # the types they take (moving ylokh_event to another module renames them), and the\n\
+         # C types of the callbacks are compared in the header's ABI (ylokh.h.*.abi).\n\
+         [suppress_type]\n  name_regexp = ^core::option::Option<\n",
         opaque.join("|")
     );
     let path = dir.join("abi.suppr");
@@ -294,8 +417,13 @@ fn incompatible_changes(report: &str) -> Vec<String> {
     problems
 }
 
-/// Compares `binary` with the baseline `what` (or records it when blessing).
-fn check_against_baseline(what: &str, binary: &Path, suppr: &Path, expect_in_record: &str) {
+/// Compares `binary` with the baseline of `of` (or records it when blessing), and the
+/// functions it records (see [`check_functions`]).
+fn check_against_baseline(of: Of, binary: &Path, suppr: &Path, expect_in_record: &str) {
+    let what = match of {
+        Of::Library => "libylokh.so",
+        Of::Header => "ylokh.h",
+    };
     let baseline = baseline_path(what);
     let bless = std::env::var_os("YLOKH_ABI_BLESS").is_some();
     let force = std::env::var("ABI_FORCE").is_ok_and(|v| v == "1");
@@ -326,6 +454,8 @@ fn check_against_baseline(what: &str, binary: &Path, suppr: &Path, expect_in_rec
         "abidw of {} does not mention {expect_in_record}: no debug info?",
         binary.display()
     );
+    let old = fs::read_to_string(&baseline).ok();
+    check_functions(of, &recorded, old.as_deref(), bless);
     if bless {
         fs::create_dir_all(baseline.parent().unwrap()).unwrap();
         fs::write(&baseline, &recorded).unwrap();
@@ -337,7 +467,7 @@ fn check_against_baseline(what: &str, binary: &Path, suppr: &Path, expect_in_rec
 fn the_library_abi_has_no_incompatible_change_from_the_baseline() {
     let dir = work_dir("library");
     let suppr = suppressions(&dir);
-    check_against_baseline("libylokh.so", &library(), &suppr, "'ylokh_request'");
+    check_against_baseline(Of::Library, &library(), &suppr, "'ylokh_request'");
     let _ = fs::remove_dir_all(&dir);
 }
 
@@ -346,8 +476,73 @@ fn the_header_abi_has_no_incompatible_change_from_the_baseline() {
     let dir = work_dir("header");
     let suppr = suppressions(&dir);
     let probe = header_probe(&dir);
-    check_against_baseline("ylokh.h", &probe, &suppr, "'ylokh_event'");
+    check_against_baseline(Of::Header, &probe, &suppr, "'ylokh_event'");
     let _ = fs::remove_dir_all(&dir);
+}
+
+/// The committed library baseline with `edit` applied to its `<elf-symbol>` lines.
+fn edited_baseline(edit: impl Fn(&str) -> Option<String>) -> String {
+    let text = fs::read_to_string(baseline_path("libylokh.so")).unwrap();
+    let mut out = String::new();
+    let mut in_symbols = false;
+    for line in text.lines() {
+        in_symbols |= line.trim() == "<elf-function-symbols>";
+        if line.trim() == "</elf-function-symbols>" {
+            in_symbols = false;
+        }
+        let edited = if in_symbols && line.trim().starts_with("<elf-symbol ") {
+            edit(line)
+        } else {
+            Some(line.to_owned())
+        };
+        if let Some(l) = edited {
+            out.push_str(&l);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Whether [`check_functions`] rejects a library whose record is `record`.
+fn rejected(record: &str, baseline: &str) -> bool {
+    std::panic::catch_unwind(|| check_functions(Of::Library, record, Some(baseline), false))
+        .is_err()
+}
+
+#[test]
+fn a_test_hook_exported_or_a_function_removed_or_added_is_caught() {
+    let baseline = fs::read_to_string(baseline_path("libylokh.so")).unwrap();
+    let functions = recorded_functions(&baseline, Of::Library);
+    assert_eq!(
+        functions,
+        header_functions(),
+        "the baseline does not record exactly the functions of ylokh.h: `make abi-baseline`"
+    );
+    assert!(functions.contains("ylokh_chat") && !functions.contains("ylokh_test_panic"));
+    check_functions(Of::Library, &baseline, Some(&baseline), false);
+
+    // A test hook exported again: not in the header.
+    let hooked = edited_baseline(|l| {
+        if l.contains("name='ylokh_chat'") {
+            Some(format!(
+                "{l}\n{}",
+                l.replace("ylokh_chat", "ylokh_test_panic")
+            ))
+        } else {
+            Some(l.to_owned())
+        }
+    });
+    assert!(recorded_functions(&hooked, Of::Library).contains("ylokh_test_panic"));
+    assert!(rejected(&hooked, &baseline));
+    // A function removed from the library (and the header unchanged).
+    let removed = edited_baseline(|l| (!l.contains("name='ylokh_chat'")).then(|| l.to_owned()));
+    assert_eq!(
+        recorded_functions(&removed, Of::Library).len() + 1,
+        functions.len()
+    );
+    assert!(rejected(&removed, &baseline));
+    // A function the baseline does not record yet (added without `make abi-baseline`).
+    assert!(rejected(&baseline, &removed));
 }
 
 #[test]

@@ -29,7 +29,10 @@ mod common;
 #[path = "../tools/gen/src/header.rs"]
 mod header;
 
-use common::process::{manifest_dir, profile_dir, run_bounded, Outcome, SCRUBBED_ENV};
+use common::process::{
+    cargo_profile, install_target_dir, manifest_dir, profile_dir, run_bounded, Outcome,
+    JOBSERVER_ENV, SCRUBBED_ENV,
+};
 use common::*;
 use header::{identifiers, Header, Kind};
 use serde_json::json;
@@ -67,10 +70,6 @@ fn soversion() -> String {
 fn soname() -> String {
     format!("libylokh.so.{}", soversion())
 }
-
-/// Make's and cargo's jobserver settings of an outer `make test`: a nested make or cargo
-/// must not try to use the outer one's file descriptors.
-const JOBSERVER_ENV: &[&str] = &["MAKEFLAGS", "MFLAGS", "MAKELEVEL", "CARGO_MAKEFLAGS"];
 
 /// The tools used here, each with the Debian package that provides it.
 const TOOLS: &[(&str, &str)] = &[
@@ -213,20 +212,6 @@ fn shell(script: &str, dir: &Path) -> Command {
 // make install
 // ---------------------------------------------------------------------------
 
-/// The cargo profile of this run, as `make install INSTALL_PROFILE=` takes it.
-fn cargo_profile() -> String {
-    let dir = profile_dir();
-    let name = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .expect("profile directory name");
-    if name == "debug" {
-        "dev".to_owned()
-    } else {
-        name.to_owned()
-    }
-}
-
 /// `make <target>` in the repository with the install variables of these tests.
 fn make(target: &str, prefix: &Path, destdir: Option<&Path>) -> Outcome {
     make_with(target, prefix, destdir, &[])
@@ -243,7 +228,7 @@ fn make_with(target: &str, prefix: &Path, destdir: Option<&Path>, vars: &[&str])
         .arg(format!("INSTALL_PROFILE={}", cargo_profile()))
         .arg(format!(
             "INSTALL_TARGET_DIR={}",
-            work_dir().join("cargo-target").display()
+            install_target_dir().display()
         ));
     if let Some(destdir) = destdir {
         cmd.arg(format!("DESTDIR={}", destdir.display()));
@@ -551,22 +536,131 @@ fn man_pages_and_license_files_are_installed() {
     }
 }
 
-/// `[package.metadata.capi]`, for cargo-c, agrees with `make install`: the same library
-/// and pkg-config names, cargo-c's default SONAME (0.MINOR while 0.x, as build.rs), the
-/// committed headers rather than a second generated one, and man pages that exist.
-#[test]
-fn cargo_c_metadata_matches_make_install() {
+/// The `[package.metadata.capi]` table and the package (`cargo metadata`).
+fn capi_package() -> serde_json::Value {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned()));
     cmd.current_dir(manifest_dir())
         .args(["metadata", "--no-deps", "--format-version", "1"]);
     let out = run_ok(cmd, TOOL_LIMIT);
     let meta: serde_json::Value = serde_json::from_str(&out.stdout).unwrap();
-    let package = meta["packages"]
+    meta["packages"]
         .as_array()
         .unwrap()
         .iter()
         .find(|p| p["name"] == "ylokh")
-        .expect("the ylokh package");
+        .expect("the ylokh package")
+        .clone()
+}
+
+/// The files of the repository an asset's `from` names: one file, or `dir/*.ext` (what
+/// Cargo.toml uses; anything else fails here, to be taught first), each with the path
+/// cargo-c installs it under relative to `to` (its name: cargo-c strips the pattern's
+/// directory).
+fn asset_files(from: &str) -> Vec<(PathBuf, String)> {
+    assert!(
+        !from.contains("**") && !from.contains('?') && !from.contains('['),
+        "asset pattern {from:?}: this test reads only `file` and `dir/*.ext`"
+    );
+    let path = manifest_dir().join(from);
+    let Some(star) = from.rfind('*') else {
+        assert!(path.is_file(), "asset {from} does not exist");
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        return vec![(path, name)];
+    };
+    let (dir, pattern) = from
+        .rsplit_once('/')
+        .expect("a directory before the pattern");
+    assert!(
+        pattern.starts_with('*') && star == from.len() - pattern.len(),
+        "asset pattern {from:?}: only `dir/*.ext` is read here"
+    );
+    let suffix = &pattern[1..];
+    let mut files: Vec<(PathBuf, String)> = fs::read_dir(manifest_dir().join(dir))
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .flatten()
+        .filter(|e| e.path().is_file())
+        .map(|e| (e.path(), e.file_name().to_string_lossy().into_owned()))
+        .filter(|(_, name)| name.ends_with(suffix))
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "asset pattern {from:?} matches nothing");
+    files
+}
+
+/// Joins install path parts, skipping empty ones.
+fn install_path(parts: &[&str]) -> String {
+    parts
+        .iter()
+        .filter(|p| !p.is_empty())
+        .copied()
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+/// What `cargo cinstall --release --prefix=P --libdir=P/lib` installs, relative to P, as
+/// cargo-c 0.10.24 derives it from `[package.metadata.capi]` (its install.rs and build.rs):
+/// the shared library as `lib<name>.so.<version>` with the links `.so.<sover>` and `.so`,
+/// the static library, `lib/pkgconfig/<filename>.pc`, each include asset at
+/// `include/<header subdirectory>/<to>/<file>` and each data asset at `share/<to>/<file>`.
+/// The README says when this was compared with a real `cargo cinstall`.
+fn cargo_c_files(package: &serde_json::Value) -> BTreeSet<String> {
+    let capi = &package["metadata"]["capi"];
+    let lib = capi["library"]["name"].as_str().unwrap_or("ylokh");
+    let mut files = BTreeSet::new();
+    for name in [
+        format!("lib{lib}.so.{VERSION}"),
+        format!("lib{lib}.so.{}", soversion()),
+        format!("lib{lib}.so"),
+        format!("lib{lib}.a"),
+    ] {
+        files.insert(format!("lib/{name}"));
+    }
+    let pc = capi["pkg_config"]["filename"].as_str().unwrap_or("ylokh");
+    files.insert(format!("lib/pkgconfig/{pc}.pc"));
+    let subdirectory = match &capi["header"]["subdirectory"] {
+        serde_json::Value::Bool(false) => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => panic!("header.subdirectory {other}: the default installs into include/ylokh/"),
+    };
+    let data_default = capi["install"]["data"]["subdirectory"]
+        .as_str()
+        .unwrap_or("ylokh")
+        .to_owned();
+    for (section, root, default_to) in [
+        ("include", "include", subdirectory.as_str()),
+        ("data", "share", data_default.as_str()),
+    ] {
+        for asset in capi["install"][section]["asset"].as_array().unwrap() {
+            let from = asset["from"].as_str().unwrap();
+            let to = asset["to"].as_str().unwrap_or(default_to);
+            for (_, name) in asset_files(from) {
+                let dir = if section == "include" {
+                    install_path(&[root, &subdirectory, to])
+                } else {
+                    install_path(&[root, to])
+                };
+                files.insert(format!("{dir}/{name}"));
+            }
+        }
+    }
+    files
+}
+
+/// Files `make install` installs that cargo-c does not (README, Install: the CMake package
+/// is the Makefile's own).
+const MAKE_INSTALL_ONLY: &[&str] = &[
+    "lib/cmake/ylokh/ylokhConfig.cmake",
+    "lib/cmake/ylokh/ylokhConfigVersion.cmake",
+];
+
+/// `[package.metadata.capi]`, for cargo-c, agrees with `make install`: every file `make
+/// install` puts in a prefix but the CMake package, under the same path (the library and its
+/// SONAME links, the committed headers rather than a second generated one, ylokh.pc, the man
+/// pages, the licenses and notices), and no other; the same pkg-config name, description and
+/// version; cargo-c's default SONAME (0.MINOR while 0.x, as build.rs and the Makefile).
+#[test]
+fn cargo_c_metadata_matches_make_install() {
+    let package = capi_package();
     let capi = &package["metadata"]["capi"];
     assert!(capi.is_object(), "no [package.metadata.capi] in Cargo.toml");
     assert_eq!(capi["header"]["name"], json!("ylokh"));
@@ -588,17 +682,248 @@ fn cargo_c_metadata_matches_make_install() {
         .map(|a| a["from"].as_str().unwrap())
         .collect();
     assert_eq!(headers, ["include/ylokh.h", "include/ylokh.hpp"]);
-    let data = &capi["install"]["data"];
-    assert_eq!(data["subdirectory"], json!("man"));
-    assert_eq!(
-        data["asset"],
-        json!([{"from": "docs/man/man3/*.3", "to": "man3"}])
-    );
     assert!(man_page_names().len() > 30);
     assert!(
         package["features"].get("capi").is_some(),
         "cargo-c needs a `capi` feature"
     );
+
+    // The same files as make install, but the CMake package.
+    let inst = installed();
+    let mut made = Vec::new();
+    walk(&inst.prefix, &mut made);
+    let made: BTreeSet<String> = made
+        .iter()
+        .map(|f| f.strip_prefix(&inst.prefix).unwrap().display().to_string())
+        .filter(|f| !MAKE_INSTALL_ONLY.contains(&f.as_str()))
+        .collect();
+    for only in MAKE_INSTALL_ONLY {
+        assert!(
+            inst.prefix.join(only).is_file(),
+            "make install no longer installs {only}: update MAKE_INSTALL_ONLY and the README"
+        );
+    }
+    let cargo_c = cargo_c_files(&package);
+    assert!(
+        made == cargo_c,
+        "cargo cinstall (from [package.metadata.capi]) and make install differ:\n  only make \
+         install: {:?}\n  only cargo cinstall: {:?}",
+        made.difference(&cargo_c).collect::<Vec<_>>(),
+        cargo_c.difference(&made).collect::<Vec<_>>()
+    );
+    // Each asset is the file make install installs under that name.
+    for section in ["include", "data"] {
+        for asset in capi["install"][section]["asset"].as_array().unwrap() {
+            for (source, name) in asset_files(asset["from"].as_str().unwrap()) {
+                let installed: Vec<&String> = made
+                    .iter()
+                    .filter(|f| f.ends_with(&format!("/{name}")))
+                    .collect();
+                assert_eq!(installed.len(), 1, "{name}: {installed:?}");
+                assert!(
+                    fs::read(inst.prefix.join(installed[0])).unwrap() == fs::read(&source).unwrap(),
+                    "make install's {} is not {}",
+                    installed[0],
+                    source.display()
+                );
+            }
+        }
+    }
+
+    // ylokh.pc: the same Name, Description and Version (cargo-c's Libs, Cflags and
+    // Libs.private are computed like the Makefile's: -L${libdir} -lylokh, -I${includedir},
+    // rustc's native-static-libs).
+    let pc = fs::read_to_string(inst.pkgconfig_dir().join("ylokh.pc")).unwrap();
+    let field = |name: &str| {
+        pc.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name}:")))
+            .unwrap_or_else(|| panic!("no {name} in ylokh.pc:\n{pc}"))
+            .trim()
+            .to_owned()
+    };
+    let description = capi["pkg_config"]["description"]
+        .as_str()
+        .or(package["description"].as_str())
+        .unwrap_or("");
+    assert_eq!(field("Name"), capi["pkg_config"]["name"].as_str().unwrap());
+    assert_eq!(field("Description"), description);
+    assert_eq!(
+        field("Version"),
+        capi["pkg_config"]["version"].as_str().unwrap_or(VERSION)
+    );
+}
+
+#[test]
+fn cargo_c_install_paths_are_derived_like_cargo_c() {
+    // The model of cargo_c_files on the metadata cargo-c's README shows, and on ours.
+    let package = json!({
+        "metadata": {"capi": {
+            "header": {"subdirectory": false},
+            "library": {"name": "ylokh"},
+            "pkg_config": {"filename": "ylokh"},
+            "install": {
+                "include": {"asset": [{"from": "include/ylokh.h", "to": ""}]},
+                "data": {"subdirectory": "default-dir", "asset": [
+                    {"from": "LICENSE-MIT", "to": "doc/ylokh"},
+                    {"from": "CHANGELOG.md"},
+                ]},
+            },
+        }}
+    });
+    let files: Vec<String> = cargo_c_files(&package).into_iter().collect();
+    let expected: BTreeSet<String> = [
+        format!("lib/libylokh.so.{VERSION}"),
+        format!("lib/{}", soname()),
+        "lib/libylokh.so".to_owned(),
+        "lib/libylokh.a".to_owned(),
+        "lib/pkgconfig/ylokh.pc".to_owned(),
+        "include/ylokh.h".to_owned(),
+        "share/doc/ylokh/LICENSE-MIT".to_owned(),
+        "share/default-dir/CHANGELOG.md".to_owned(),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(files, expected.into_iter().collect::<Vec<_>>());
+    let man = asset_files("docs/man/man3/*.3");
+    assert_eq!(man.len(), man_page_names().len());
+    assert!(man.iter().any(|(_, n)| n == "ylokh_chat.3"));
+}
+
+/// The cargo-c release this was compared with by hand (README, Install).
+const CARGO_C_VERSION: &str = "0.10.24";
+
+/// `pkg-config ARGS` with only `dir` searched.
+fn pkg_config_in(dir: &Path, args: &[&str]) -> String {
+    let mut cmd = Command::new(tool("pkg-config"));
+    cmd.args(args)
+        .env("PKG_CONFIG_PATH", dir)
+        .env("PKG_CONFIG_LIBDIR", dir);
+    run_ok(cmd, TOOL_LIMIT).stdout.trim().to_owned()
+}
+
+/// The functions a shared library exports (`nm -D --defined-only`).
+fn exported_functions(lib: &Path) -> BTreeSet<String> {
+    let mut cmd = Command::new(tool("nm"));
+    cmd.args(["-D", "--defined-only", "--format=posix"])
+        .arg(lib);
+    run_ok(cmd, TOOL_LIMIT)
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_whitespace().next())
+        .map(str::to_owned)
+        .collect()
+}
+
+/// The real `cargo cinstall`, against `make install`: not run by `make test`, because
+/// building cargo-c takes about 11 minutes here (README, Install), which `make test` on a
+/// fresh machine cannot afford. With cargo-c installed (`cargo install cargo-c --locked
+/// --version 0.10.24`): `cargo test --test ecosystem -- --ignored cargo_cinstall`.
+#[test]
+#[ignore = "needs cargo-c (cargo install cargo-c --locked --version 0.10.24); not installed by make test"]
+fn cargo_cinstall_installs_what_make_install_does() {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut cmd = Command::new(&cargo);
+    cmd.args(["cinstall", "--version"]);
+    let out = run_bounded(cmd, None, TOOL_LIMIT);
+    assert!(
+        out.ok(),
+        "cargo-c is not installed: cargo install cargo-c --locked --version {CARGO_C_VERSION}\n{}",
+        out.show()
+    );
+    eprintln!("{}", out.stdout.trim());
+
+    let inst = installed();
+    let prefix = fresh_dir("cargo-c-prefix");
+    let mut cmd = Command::new(&cargo);
+    cmd.current_dir(manifest_dir())
+        .args(["cinstall", "--release"])
+        .arg(format!("--prefix={}", prefix.display()))
+        .arg("--libdir=lib")
+        .arg(format!(
+            "--target-dir={}",
+            work_dir().join("cargo-c-target").display()
+        ));
+    for var in JOBSERVER_ENV {
+        cmd.env_remove(var);
+    }
+    run_ok(cmd, INSTALL_LIMIT);
+
+    let files = |root: &Path| -> BTreeSet<String> {
+        let mut all = Vec::new();
+        walk(root, &mut all);
+        all.iter()
+            .map(|f| f.strip_prefix(root).unwrap().display().to_string())
+            .collect()
+    };
+    let made: BTreeSet<String> = files(&inst.prefix)
+        .into_iter()
+        .filter(|f| !MAKE_INSTALL_ONLY.contains(&f.as_str()))
+        .collect();
+    let cargo_c = files(&prefix);
+    assert!(
+        made == cargo_c,
+        "only make install: {:?}\nonly cargo cinstall: {:?}",
+        made.difference(&cargo_c).collect::<Vec<_>>(),
+        cargo_c.difference(&made).collect::<Vec<_>>()
+    );
+    // The model the always-run test checks the metadata with is cargo-c's behaviour.
+    assert_eq!(cargo_c, cargo_c_files(&capi_package()));
+
+    for f in &cargo_c {
+        let (a, b) = (inst.prefix.join(f), prefix.join(f));
+        let link = fs::symlink_metadata(&b).unwrap().file_type().is_symlink();
+        if link {
+            // Links resolve to the same file name (cargo-c links both to the real file).
+            assert_eq!(
+                fs::canonicalize(&a).unwrap().file_name(),
+                fs::canonicalize(&b).unwrap().file_name(),
+                "{f}"
+            );
+        } else if !f.starts_with("lib/") {
+            // Headers, man pages, licenses and notices: the same bytes.
+            assert!(
+                fs::read(&a).unwrap() == fs::read(&b).unwrap(),
+                "{f} differs"
+            );
+        }
+    }
+
+    let lib = prefix.join(format!("lib/libylokh.so.{VERSION}"));
+    assert!(
+        readelf_dynamic(&lib).contains(&format!("Library soname: [{}]", soname())),
+        "cargo-c's library has not the SONAME {}",
+        soname()
+    );
+    assert_eq!(
+        exported_functions(&lib),
+        exported_functions(&inst.shared_library())
+    );
+
+    // ylokh.pc: the same answers, the prefix aside.
+    let ours = inst.pkgconfig_dir();
+    let theirs = prefix.join("lib/pkgconfig");
+    for args in [
+        &["--modversion", "ylokh"][..],
+        &["--cflags", "ylokh"],
+        &["--libs", "ylokh"],
+        &["--static", "--libs", "ylokh"],
+        &["--variable=libdir", "ylokh"],
+        &["--variable=includedir", "ylokh"],
+    ] {
+        assert_eq!(
+            pkg_config_in(&ours, args).replace(&inst.prefix.display().to_string(), "PREFIX"),
+            pkg_config_in(&theirs, args).replace(&prefix.display().to_string(), "PREFIX"),
+            "pkg-config {args:?}"
+        );
+    }
+    let description = |dir: &Path| {
+        fs::read_to_string(dir.join("ylokh.pc"))
+            .unwrap()
+            .lines()
+            .find(|l| l.starts_with("Description:"))
+            .map(str::to_owned)
+    };
+    assert_eq!(description(&ours), description(&theirs));
 }
 
 /// Every file and symlink under `dir`.
@@ -1170,6 +1495,8 @@ fn go_module_is_gofmt_clean_vets_and_passes_its_tests_under_the_race_detector() 
     let out = run_ok(cmd, GO_LIMIT);
     for test in [
         "TestErrorsBelongToTheirCall",
+        "TestSetterErrorsBelongToTheirCall",
+        "TestNoSecondCgoCallForTheError",
         "TestContextCancelStopsASilentServer",
         "TestRequestSendsTypedFieldsAndOptions",
     ] {

@@ -10,7 +10,9 @@ cargo build --lib --profile "$profile" --manifest-path "$root/Cargo.toml"
 lib="$root/target/$([ "$profile" = dev ] && echo debug || echo "$profile")"
 
 export GOPATH="$root/target/go/path" GOCACHE="$root/target/go/cache"
-export GOFLAGS=-mod=mod GOPROXY=off GOSUMDB=off GOTOOLCHAIN=local GOENV=off GO111MODULE=on
+# No pkg-config (the library is not installed): link.go's `#cgo pkg-config` is left out by
+# the ylokh_nopkgconfig tag, and CGO_LDFLAGS points at the build.
+export GOFLAGS="-mod=mod -tags=ylokh_nopkgconfig" GOPROXY=off GOSUMDB=off GOTOOLCHAIN=local GOENV=off GO111MODULE=on
 export CGO_ENABLED=1 CGO_LDFLAGS="-L$lib -Wl,-rpath,$lib"
 unset YLOKH_BASE_URL YLOKH_API_KEY OPENAI_BASE_URL OPENAI_API_KEY
 

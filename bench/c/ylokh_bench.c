@@ -10,6 +10,10 @@
  * that poll()s their descriptors), scale (S replies of N tokens on one client, all
  * mid-stream at once when the RSS is sampled: rss_mid_kb).
  *
+ * With YLOKH_BENCH_SMAPS=FILE in the environment, the scale workload also copies
+ * /proc/self/smaps to FILE when it samples the RSS (to see where the memory is: thread
+ * stacks, malloc arenas, ...).
+ *
  * ylokh-pull uses the pull API: ylokh_stream_open, then ylokh_stream_next waiting for
  * each event (or, for concurrent and scale, poll() on ylokh_stream_fd and next with wait 0).
  *
@@ -73,6 +77,24 @@ static long status_kb(const char *field) {
     if (f)
         fclose(f);
     return v;
+}
+
+/* The RSS now; with YLOKH_BENCH_SMAPS set, also a copy of /proc/self/smaps. */
+static long sample_mid(void) {
+    long rss = status_kb("VmRSS:");
+    const char *path = getenv("YLOKH_BENCH_SMAPS");
+    if (path && *path) {
+        FILE *in = fopen("/proc/self/smaps", "r"), *out = fopen(path, "w");
+        char buf[4096];
+        size_t n;
+        while (in && out && (n = fread(buf, 1, sizeof buf, in)) > 0)
+            fwrite(buf, 1, n, out);
+        if (in)
+            fclose(in);
+        if (out)
+            fclose(out);
+    }
+    return rss;
 }
 
 struct call {
@@ -165,7 +187,7 @@ static void pull_poll(ylokh_client *client, struct call *cs, long n, long *mid) 
             map[k++] = i;
         }
         if (mid && started == n) {
-            *mid = status_kb("VmRSS:");
+            *mid = sample_mid();
             started = n + 1; /* sampled once */
             continue;
         }
@@ -429,7 +451,7 @@ int main(int argc, char **argv) {
             }
         }
         pthread_barrier_wait(&all_started);
-        rss_mid = status_kb("VmRSS:");
+        rss_mid = sample_mid();
         pthread_barrier_wait(&sampled);
         for (long i = 0; i < n; i++) {
             pthread_join(th[i], NULL);

@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::chat::set_last_finish_reason;
 use super::client::ylokh_client;
 use super::conversation::ylokh_conversation;
-use super::event::ylokh_event;
+use super::event::{ylokh_event, ylokh_event_kind};
 use super::request::{read_request, ylokh_request};
 use super::strings::hand_out_string;
 use super::{
@@ -28,6 +28,9 @@ pub struct ylokh_stream {
     conversation: *mut ylokh_conversation,
     /// The event last handed out; its strings point into `stream`.
     event: ylokh_event,
+    /// `event` has no tool call or usage fields set (it is a content, reasoning, refusal or
+    /// finish event, or none yet): the next such event need only set kind, choice and text.
+    event_simple: bool,
 }
 
 /// Starts the request described by `request` and returns at once: connecting, sending
@@ -124,6 +127,7 @@ pub unsafe extern "C" fn ylokh_stream_open(
             stream,
             conversation: request.conversation,
             event: ylokh_event::EMPTY,
+            event_simple: true,
         });
         // SAFETY: checked non-NULL; the caller promises it is writable.
         unsafe { out_stream.write(Box::into_raw(handle)) };
@@ -174,13 +178,45 @@ pub unsafe extern "C" fn ylokh_stream_next(
         if out_event.is_null() {
             return Err(Error::invalid("out_event is NULL"));
         }
+        if handle.event_simple {
+            if let Some((choice, text)) = handle.stream.next_token() {
+                // The usual token: the rest of the event is already as it must be.
+                let e = &mut handle.event;
+                e.kind = ylokh_event_kind::YLOKH_EVENT_CONTENT;
+                e.choice = choice;
+                e.text = text.as_ptr().cast::<c_char>();
+                e.text_len = text.len();
+                // SAFETY: checked non-NULL; the caller promises it is writable.
+                unsafe { out_event.write(&handle.event) };
+                return Ok(());
+            }
+        }
         let pulled = handle.stream.pull(Duration::from_millis(wait_ms));
         if pulled.is_err() {
             set_last_finish_reason(None);
         }
         let event: *const ylokh_event = match pulled? {
             Pulled::Event(event) => {
-                handle.event = c_event(&event);
+                match event {
+                    Event::Content { choice, text } if handle.event_simple => {
+                        // The usual token: the rest of the event is already as it must be.
+                        let e = &mut handle.event;
+                        e.kind = ylokh_event_kind::YLOKH_EVENT_CONTENT;
+                        e.choice = choice;
+                        e.text = text.as_ptr().cast::<c_char>();
+                        e.text_len = text.len();
+                    }
+                    _ => {
+                        handle.event = c_event(&event);
+                        handle.event_simple = matches!(
+                            event,
+                            Event::Content { .. }
+                                | Event::Reasoning { .. }
+                                | Event::Refusal { .. }
+                                | Event::Finish { .. }
+                        );
+                    }
+                }
                 &handle.event
             }
             Pulled::End => {

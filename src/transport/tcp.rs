@@ -9,10 +9,11 @@ use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use ureq::unversioned::transport::{
-    Buffers, ConnectionDetails, Connector, Either, LazyBuffers, NextTimeout, Transport,
+    Buffers, ConnectionDetails, Connector, Either, NextTimeout, Transport,
 };
 use ureq::{Error, Timeout};
 
+use super::buffers::ConnectionBuffers;
 use super::socket::{self, Connect};
 use super::{
     before_wait, cancel_requested, drain_until, has_before_wait, watching_cancel, Cancelled,
@@ -70,7 +71,7 @@ pub fn open(
                     stream.set_nodelay(true)?;
                 }
                 let buffers =
-                    LazyBuffers::new(config.input_buffer_size(), config.output_buffer_size());
+                    ConnectionBuffers::new(config.input_buffer_size(), config.output_buffer_size());
                 return Ok(TcpTransport::new(stream, buffers));
             }
             Connect::Cancelled => return Err(Error::Other(Box::new(Cancelled))),
@@ -89,7 +90,7 @@ pub fn open(
 #[derive(Debug)]
 pub struct TcpTransport {
     stream: TcpStream,
-    buffers: LazyBuffers,
+    buffers: ConnectionBuffers,
     /// The read and write timeouts last set on the socket, to skip setting them again.
     read_timeout: Option<Duration>,
     write_timeout: Option<Duration>,
@@ -99,7 +100,7 @@ pub struct TcpTransport {
 }
 
 impl TcpTransport {
-    pub fn new(stream: TcpStream, buffers: LazyBuffers) -> TcpTransport {
+    pub fn new(stream: TcpStream, buffers: ConnectionBuffers) -> TcpTransport {
         TcpTransport {
             stream,
             buffers,

@@ -24,6 +24,33 @@ pub fn profile_dir() -> PathBuf {
         .to_path_buf()
 }
 
+/// The cargo profile of this test run, as `cargo --profile` and `make install
+/// INSTALL_PROFILE=` take it ("dev" for target/debug).
+pub fn cargo_profile() -> String {
+    let dir = profile_dir();
+    let name = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .expect("profile directory name");
+    if name == "debug" {
+        "dev".to_owned()
+    } else {
+        name.to_owned()
+    }
+}
+
+/// The target directory of the `make install` build the tests use
+/// (`target/<profile>/ecosystem/cargo-target`, `INSTALL_TARGET_DIR=`): a directory of its own
+/// cannot deadlock on the build lock of the cargo running the tests. tests/ecosystem.rs,
+/// tests/abi.rs and tests/swift.rs share it, so the library is built once per run.
+pub fn install_target_dir() -> PathBuf {
+    profile_dir().join("ecosystem").join("cargo-target")
+}
+
+/// Make's and cargo's jobserver settings of an outer `make test`: a nested make or cargo
+/// must not try to use the outer one's file descriptors.
+pub const JOBSERVER_ENV: &[&str] = &["MAKEFLAGS", "MFLAGS", "MAKELEVEL", "CARGO_MAKEFLAGS"];
+
 /// Environment variables the library (or libc) reads that must not leak from the
 /// developer's shell into the programs a test runs: they would send requests elsewhere.
 pub const SCRUBBED_ENV: &[&str] = &[
