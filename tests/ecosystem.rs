@@ -348,13 +348,7 @@ fn install_puts_the_library_headers_and_pkg_config_file_in_place() {
 
     // ylokh.pc: version from Cargo.toml, the static link flags in Libs.private.
     let pc = fs::read_to_string(inst.pkgconfig_dir().join("ylokh.pc")).expect("ylokh.pc");
-    let field = |name: &str| {
-        pc.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}:")))
-            .unwrap_or_else(|| panic!("no {name} in ylokh.pc:\n{pc}"))
-            .trim()
-            .to_owned()
-    };
+    let field = |name: &str| pc_field(&pc, name);
     assert_eq!(field("Version"), VERSION);
     let private = field("Libs.private");
     assert!(
@@ -734,13 +728,7 @@ fn cargo_c_metadata_matches_make_install() {
     // Libs.private are computed like the Makefile's: -L${libdir} -lylokh, -I${includedir},
     // rustc's native-static-libs).
     let pc = fs::read_to_string(inst.pkgconfig_dir().join("ylokh.pc")).unwrap();
-    let field = |name: &str| {
-        pc.lines()
-            .find_map(|l| l.strip_prefix(&format!("{name}:")))
-            .unwrap_or_else(|| panic!("no {name} in ylokh.pc:\n{pc}"))
-            .trim()
-            .to_owned()
-    };
+    let field = |name: &str| pc_field(&pc, name);
     let description = capi["pkg_config"]["description"]
         .as_str()
         .or(package["description"].as_str())
@@ -1723,4 +1711,13 @@ fn define<'h>(h: &'h Header, name: &str) -> &'h str {
 #[should_panic(expected = "`no-such-tool-ylokh` is not installed, and this test needs it")]
 fn a_missing_tool_fails_the_test_with_what_to_install() {
     tool("no-such-tool-ylokh");
+}
+
+/// The value of field `name` (`Version`, `Libs`, ...) of a pkg-config file's text.
+fn pc_field(pc: &str, name: &str) -> String {
+    pc.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name}:")))
+        .unwrap_or_else(|| panic!("no {name} in ylokh.pc:\n{pc}"))
+        .trim()
+        .to_owned()
 }
