@@ -10,8 +10,8 @@
 //! 0.05 ms after they arrived) or the batch is full, so the queue's lock and the wake-up
 //! are paid once per batch, not once per token. A consumer blocked in a pull gets large
 //! batches ([`BATCH_EVENTS`], [`BATCH_BYTES`]) handed to it uncounted; otherwise batches
-//! are small ([`SMALL_BATCH_EVENTS`], [`SMALL_BATCH_BYTES`]) and the queue is bounded
-//! ([`QUEUE_BYTES`], [`QUEUE_EVENTS`]): when that much waits, the worker stops, and so
+//! are small and the queue is bounded (from [`FIRST_BOUND_EVENTS`] up to [`QUEUE_BYTES`],
+//! [`QUEUE_EVENTS`], as the consumer shows it keeps up): when that much waits, the worker stops, and so
 //! stops reading the socket, until the consumer catches up.
 //!
 //! Where each thing lives: the consumer's side is [`Stream`]; the worker's is `Producer`
@@ -52,10 +52,13 @@ const QUEUE_EVENTS: usize = 256;
 /// keep it rare), and hands them over uncounted.
 const BATCH_EVENTS: usize = 4096;
 const BATCH_BYTES: usize = 64 * 1024;
-/// Otherwise it publishes every this many events or bytes, the queue's bound: one such
-/// batch waiting stops the worker, so a stalled consumer holds little.
-const SMALL_BATCH_EVENTS: usize = QUEUE_EVENTS;
-const SMALL_BATCH_BYTES: usize = QUEUE_BYTES;
+/// Otherwise it publishes a batch every `Bound` events or bytes, the queue's bound at the
+/// time: one such batch waiting stops the worker. The bound starts at this many events
+/// (and 16 bytes each) and doubles each time the worker publishes into an empty queue
+/// (the consumer keeps up), up to [`QUEUE_EVENTS`] and [`QUEUE_BYTES`]: a consumer that
+/// stops pulling early holds little, one that keeps pulling gets batches large enough
+/// that the lock and the wake-up cost little per event.
+const FIRST_BOUND_EVENTS: usize = 16;
 /// Emptied batches kept for reuse, so that a steady stream allocates nothing.
 const SPARE_BATCHES: usize = 1;
 /// How long a pull that must not wait spins for the queue's lock.

@@ -1,7 +1,6 @@
 //! Batches: a stream's events stored compactly, without borrowing, on their way from the
 //! worker to the consumer.
 
-use super::SMALL_BATCH_EVENTS;
 use crate::chunk::{Event, Usage};
 
 /// Events in order, compactly: for each, a kind byte and its numbers as varints in
@@ -40,10 +39,10 @@ impl Batch {
     /// cache (resident memory per stream). Not before the first event: a worker stopped by
     /// back-pressure holds an empty batch.
     #[inline]
-    pub(super) fn make_room(&mut self) {
+    pub(super) fn make_room(&mut self, events: usize) {
         if self.meta.capacity() == 0 {
-            self.meta.reserve(SMALL_BATCH_EVENTS);
-            self.text.reserve(SMALL_BATCH_EVENTS * 8);
+            self.meta.reserve(events);
+            self.text.reserve(events * 8);
         }
     }
 

@@ -19,10 +19,7 @@ use crate::transport;
 
 use super::batch::{Batch, CONTENT};
 use super::wake::Wake;
-use super::{
-    BATCH_BYTES, BATCH_EVENTS, LOCK_SPIN, QUEUE_BYTES, QUEUE_EVENTS, SMALL_BATCH_BYTES,
-    SMALL_BATCH_EVENTS,
-};
+use super::{BATCH_BYTES, BATCH_EVENTS, FIRST_BOUND_EVENTS, LOCK_SPIN, QUEUE_BYTES, QUEUE_EVENTS};
 
 #[derive(Default)]
 pub(super) struct Queue {
@@ -42,6 +39,36 @@ pub(super) struct Queue {
     pub(super) worker_waiting: bool,
     /// The wake-up descriptor holds (or is about to hold) a byte.
     pub(super) signalled: bool,
+    /// The bound now in force (see `FIRST_BOUND_EVENTS`).
+    pub(super) bound: Bound,
+}
+
+/// The queue's bound, which is also the size of the batches the worker publishes while
+/// the consumer is not blocked in a pull.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Bound {
+    pub(super) events: usize,
+    pub(super) bytes: usize,
+}
+
+impl Default for Bound {
+    fn default() -> Bound {
+        let events = FIRST_BOUND_EVENTS;
+        Bound {
+            events,
+            bytes: events * (QUEUE_BYTES / QUEUE_EVENTS),
+        }
+    }
+}
+
+impl Bound {
+    /// Twice as large, up to the largest bound.
+    fn doubled(self) -> Bound {
+        Bound {
+            events: (self.events * 2).min(QUEUE_EVENTS),
+            bytes: (self.bytes * 2).min(QUEUE_BYTES),
+        }
+    }
 }
 
 impl Queue {
@@ -63,7 +90,7 @@ impl Queue {
 
 impl Queue {
     pub(super) fn over_limit(&self) -> bool {
-        self.bytes >= QUEUE_BYTES || self.events >= QUEUE_EVENTS
+        self.bytes >= self.bound.bytes || self.events >= self.bound.events
     }
 
     pub(super) fn set_consumer_waiting(&mut self, shared: &AtomicBool, waiting: bool) {
@@ -120,6 +147,8 @@ pub(super) struct Producer {
     pub(super) failure: Option<Error>,
     /// The first event has been published.
     pub(super) published_any: bool,
+    /// `Queue::bound`, kept here so that no event needs the lock to read it.
+    pub(super) bound: Bound,
 }
 
 /// Batches index their text with 32-bit offsets; a larger event (possible only with a
@@ -136,7 +165,7 @@ impl Producer {
             Event::Content { choice, text } if choice < 0x80 && text.len() < 0x80 => {
                 // (The first event goes alone: no room made for it.)
                 if self.published_any {
-                    self.batch.make_room();
+                    self.batch.make_room(self.bound.events);
                 }
                 self.batch.push_short(CONTENT, choice as u8, text)
             }
@@ -154,7 +183,7 @@ impl Producer {
         let (events, bytes) = if self.shared.consumer_waiting.load(Ordering::Relaxed) {
             (BATCH_EVENTS, BATCH_BYTES)
         } else {
-            (SMALL_BATCH_EVENTS, SMALL_BATCH_BYTES)
+            (self.bound.events, self.bound.bytes)
         };
         if !self.published_any || self.batch.len() >= events || self.batch.bytes() >= bytes {
             self.published_any = true;
@@ -195,6 +224,12 @@ impl Producer {
             if handed {
                 queue.set_consumer_waiting(&self.shared.consumer_waiting, false);
             } else {
+                // Nothing waiting: the consumer took every batch so far, so the next ones
+                // may be larger.
+                if queue.events == 0 && queue.bound.events < QUEUE_EVENTS {
+                    queue.bound = queue.bound.doubled();
+                    self.bound = queue.bound;
+                }
                 batch.counted = true;
                 queue.bytes += batch.bytes();
                 queue.events += batch.len();
@@ -273,6 +308,7 @@ pub(super) fn worker(
         batch: Batch::default(),
         failure: None,
         published_any: false,
+        bound: Bound::default(),
     }));
     let before_wait = producer.clone();
     let result = catch_unwind(AssertUnwindSafe(|| {
@@ -311,6 +347,56 @@ pub(super) fn worker(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_bound_starts_small_and_grows_only_while_the_consumer_keeps_up() {
+        let shared = Arc::new(Shared::default());
+        let mut producer = Producer {
+            shared: shared.clone(),
+            stop: CancelToken::new(),
+            batch: Batch::default(),
+            failure: None,
+            published_any: true,
+            bound: Bound::default(),
+        };
+        let mut publish = |events: usize| {
+            for _ in 0..events {
+                producer.batch.push(&Event::Content {
+                    choice: 0,
+                    text: "tok",
+                });
+            }
+            assert!(producer.publish(false).is_continue());
+            assert_eq!(producer.bound, shared.lock().bound);
+            producer.bound.events
+        };
+        let take_all = || {
+            let mut queue = shared.lock();
+            queue.full.clear();
+            (queue.events, queue.bytes) = (0, 0);
+        };
+        assert_eq!(Bound::default().events, FIRST_BOUND_EVENTS);
+        // Published into an empty queue: the consumer keeps up, the bound doubles.
+        assert_eq!(publish(16), 32);
+        // Not taken yet: no growth, and the queue is now at its bound (the worker would
+        // wait for room): a consumer that stopped early holds 48 events, not 256.
+        assert_eq!(publish(32), 32);
+        assert!(shared.lock().over_limit());
+        take_all();
+        assert_eq!(publish(32), 64);
+        for _ in 0..8 {
+            take_all();
+            publish(1);
+        }
+        assert_eq!(
+            shared.lock().bound,
+            Bound {
+                events: QUEUE_EVENTS,
+                bytes: QUEUE_BYTES
+            },
+            "at most the largest bound"
+        );
+    }
 
     #[cfg(unix)]
     #[test]
