@@ -136,6 +136,30 @@ fn vectors() -> Vec<Vector> {
         v("eventsource-parser", "stream with incorrect retry fields",
           format!("\nretry: 500\n\ndata: {}\n\nretry: 50x\n\ndata: {}\n\n{}", c("first"), c(" second"), end()),
           "first second"),
+        v("eventsource-parser", "basic unnamed events stream (and a named last one)",
+          format!("data: {}\n\ndata: {}\n\ndata: {}\n\ndata: {}\n\ndata: {}\n\nevent: done\ndata: {}\n\n{}",
+                  c("0"), c("1"), c("2"), c("3"), c("4"), c("\u{2714}"), end()),
+          "01234\u{2714}"),
+        v("eventsource-parser", "stream containing byte-order mark (multiple places)",
+          format!("\u{feff}data: {}\n\n\u{feff}data: {}\n\ndata: {}\n\n{}",
+                  c("bomful 1"), c("bomful 2"), c(" bomless 3"), end()),
+          "bomful 1 bomless 3"),
+        v("eventsource-parser", "streams using carriage returns, line feeds, and both",
+          ["\r", "\n", "\r\n"].map(|le| format!(
+              "data: {{\"choices\":[{{\"delta\":{le}data: {{\"content\":\"dog\"}}}}]}}{le}{le}\
+               data: {{\"choices\":[{{\"delta\":{le}data: {{\"content\":\" bark\"}}}}]}}{le}{le}"
+          )).concat() + &end(),
+          "dog barkdog barkdog bark"),
+        Vector {
+            status: YLOKH_E_PROTOCOL,
+            why: "eventsource-parser dispatches nothing after the last complete event either; \
+                  libylokh then fails the call, since the reply never ended ([DONE] or a \
+                  finish reason), with the four tokens delivered",
+            ..v("eventsource-parser", "stream with even more odd uses of comments, unterminated last event",
+                format!("data:{}\r\r:\0\n:\r\ndata:{}\n\n:{long2k}\rdata:{}\n\n:data:fail\r:{long2k}\ndata:{}\n\ndata:{}",
+                        c("1"), c("2"), c("3"), c("4"), c("5"), long2k = "x".repeat(2 * 1024 + 1)),
+                "1234")
+        },
         // openai-python tests/test_streaming.py
         v("openai-python", "test_multiple_data_lines_with_empty_line",
           format!("data: {{\ndata: \"choices\":\ndata: \ndata:\ndata: [{{\"delta\":{{\"content\":\"x\"}}}}]}}\n\n\n{}", end()), "x"),
