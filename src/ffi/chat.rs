@@ -7,7 +7,7 @@ use std::ops::ControlFlow;
 use super::client::ylokh_client;
 use super::conversation::ylokh_conversation;
 use super::event::ylokh_event;
-use super::request::{read_request, ylokh_request};
+use super::request::{read_request, ylokh_request, Messages};
 use super::strings::hand_out_string;
 use super::{guard, guard_value, handle, opt_str, req_str, ylokh_status};
 use crate::cancel::CancelToken;
@@ -80,12 +80,6 @@ impl Callbacks {
         // Pointers are taken only after the last push, so no reallocation moves them.
         offsets.map(|o| self.scratch[o..].as_ptr().cast())
     }
-}
-
-/// Where a call's messages come from.
-enum Messages<'a> {
-    Json(&'a str),
-    Conversation(&'a mut crate::Conversation),
 }
 
 fn run_chat(
@@ -493,38 +487,8 @@ pub unsafe extern "C" fn ylokh_chat_ex(
                 "the request has neither on_token nor on_event",
             ));
         }
-        // SAFETY: the request's strings are NULL or NUL-terminated and `cancel` NULL or a live
-        // token, by this function's contract; they are read while the caller waits for us.
-        let (model, options, cancel) = unsafe {
-            (
-                opt_str(request.model, "model")?,
-                opt_str(request.options_json, "options_json")?,
-                // The call keeps its own reference: the program may free the handle while
-                // the call runs (ylokh_cancel_free), and the call goes on unharmed.
-                request.cancel.as_ref().map(|c| c.inner.clone()),
-            )
-        };
-        // SAFETY: `conversation` is NULL or live and not used by another thread during the
-        // call (this function's contract), so the exclusive borrow aliases nothing.
-        let messages = match unsafe { (request.conversation.as_mut(), request.messages_json) } {
-            (Some(conversation), m) if m.is_null() => {
-                Messages::Conversation(&mut conversation.inner)
-            }
-            (None, m) if !m.is_null() => {
-                // SAFETY: not NULL (this arm), and NUL-terminated by this function's contract.
-                Messages::Json(unsafe { req_str(m, "messages_json") }?)
-            }
-            (None, _) => {
-                return Err(Error::invalid(
-                    "messages_json is NULL and so is conversation: give one of them",
-                ))
-            }
-            (Some(_), _) => {
-                return Err(Error::invalid(
-                    "give either messages_json or conversation, not both",
-                ))
-            }
-        };
+        // SAFETY: the request's pointers obey this function's contract, which is `parts`'.
+        let parts = unsafe { request.parts() }?;
         let callbacks = Callbacks {
             on_token: request.on_token,
             on_event: request.on_event,
@@ -533,10 +497,10 @@ pub unsafe extern "C" fn ylokh_chat_ex(
         };
         run_chat(
             client.client(),
-            model,
-            messages,
-            options,
-            cancel.as_ref(),
+            parts.model,
+            parts.messages,
+            parts.options,
+            parts.cancel.as_ref(),
             callbacks,
         )
     })

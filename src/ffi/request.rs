@@ -6,6 +6,8 @@ use std::ffi::{c_char, c_void};
 use super::cancel::ylokh_cancel;
 use super::chat::{ylokh_event_cb, ylokh_token_cb};
 use super::conversation::ylokh_conversation;
+use super::{opt_str, req_str};
+use crate::cancel::CancelToken;
 use crate::error::Error;
 
 /// Everything a chat call can take, for `ylokh_chat_ex`. Zero it, set `struct_size`, then
@@ -120,4 +122,62 @@ pub(super) unsafe fn read_request(request: *const ylokh_request) -> Result<ylokh
     }
     copy.struct_size = known;
     Ok(copy)
+}
+
+/// Where a call's messages come from.
+pub(super) enum Messages<'a> {
+    Json(&'a str),
+    Conversation(&'a mut crate::Conversation),
+}
+
+/// A request's model, options, messages and cancel token, read and checked by the same
+/// rules for every call that takes a `ylokh_request`.
+pub(super) struct Parts<'a> {
+    pub(super) model: Option<&'a str>,
+    pub(super) options: Option<&'a str>,
+    pub(super) messages: Messages<'a>,
+    /// The call's own reference: the program may free the handle while the call runs
+    /// (`ylokh_cancel_free`), and the call goes on unharmed.
+    pub(super) cancel: Option<CancelToken>,
+}
+
+impl ylokh_request {
+    /// # Safety
+    /// The request's strings are NULL or NUL-terminated, `cancel` is NULL or a live token,
+    /// and `conversation` is NULL or live and not used by another thread while the result
+    /// is (the contract of every function taking a request).
+    pub(super) unsafe fn parts(&self) -> Result<Parts<'_>, Error> {
+        // SAFETY: this function's contract.
+        let (model, options, cancel) = unsafe {
+            (
+                opt_str(self.model, "model")?,
+                opt_str(self.options_json, "options_json")?,
+                self.cancel.as_ref().map(|c| c.inner.clone()),
+            )
+        };
+        // SAFETY: as above; the exclusive borrow aliases nothing.
+        let messages = match unsafe { (self.conversation.as_mut(), self.messages_json) } {
+            (Some(conversation), m) if m.is_null() => {
+                Messages::Conversation(&mut conversation.inner)
+            }
+            // SAFETY: not NULL (this arm), and NUL-terminated by this function's contract.
+            (None, m) if !m.is_null() => Messages::Json(unsafe { req_str(m, "messages_json") }?),
+            (None, _) => {
+                return Err(Error::invalid(
+                    "messages_json is NULL and so is conversation: give one of them",
+                ))
+            }
+            (Some(_), _) => {
+                return Err(Error::invalid(
+                    "give either messages_json or conversation, not both",
+                ))
+            }
+        };
+        Ok(Parts {
+            model,
+            options,
+            messages,
+            cancel,
+        })
+    }
 }

@@ -7,11 +7,9 @@ use super::chat::set_last_finish_reason;
 use super::client::ylokh_client;
 use super::conversation::ylokh_conversation;
 use super::event::{ylokh_event, ylokh_event_kind};
-use super::request::{read_request, ylokh_request};
+use super::request::{read_request, ylokh_request, Messages};
 use super::strings::hand_out_string;
-use super::{
-    fail, guard, guard_value, handle, opt_str, req_str, ylokh_status, YLOKH_E_AGAIN, YLOKH_OK,
-};
+use super::{fail, guard, guard_value, handle, ylokh_status, YLOKH_E_AGAIN, YLOKH_OK};
 use crate::chunk::Event;
 use crate::error::Error;
 use crate::pull::{Pulled, Stream};
@@ -90,39 +88,19 @@ pub unsafe extern "C" fn ylokh_stream_open(
                 "a stream's request must have no callbacks (on_token and on_event NULL)",
             ));
         }
-        // SAFETY: the strings are NULL or NUL-terminated, the cancel token NULL or live,
-        // as the caller promises; all are read now and not kept.
-        let (model, options, cancel) = unsafe {
-            (
-                opt_str(request.model, "model")?,
-                opt_str(request.options_json, "options_json")?,
-                request.cancel.as_ref().map(|c| &c.inner),
-            )
-        };
-        // SAFETY: the conversation is NULL or live and not used elsewhere meanwhile.
-        let conversation = unsafe { request.conversation.as_ref() };
-        let chat = match (conversation, request.messages_json.is_null()) {
-            (Some(conversation), true) => {
-                let options = request::parse_options(options)?;
-                ChatRequest::new(model, conversation.inner.messages(), &options)
+        // SAFETY: the request's pointers obey ylokh_chat_ex's rules (this function's
+        // contract), which are `parts`'; what they point to is read now and not kept.
+        let parts = unsafe { request.parts() }?;
+        let chat = match parts.messages {
+            Messages::Conversation(conversation) => {
+                let options = request::parse_options(parts.options)?;
+                ChatRequest::new(parts.model, conversation.messages(), &options)
             }
-            (None, false) => {
-                // SAFETY: checked non-NULL; NUL-terminated as the caller promises.
-                let messages = unsafe { req_str(request.messages_json, "messages_json") }?;
-                ChatRequest::from_json(model, messages, options)?
-            }
-            (None, true) => {
-                return Err(Error::invalid(
-                    "the request has neither messages_json nor conversation",
-                ))
-            }
-            (Some(_), false) => {
-                return Err(Error::invalid(
-                    "give either messages_json or conversation, not both",
-                ))
+            Messages::Json(messages) => {
+                ChatRequest::from_json(parts.model, messages, parts.options)?
             }
         };
-        let stream = Stream::open(client.client(), chat, cancel)?;
+        let stream = Stream::open(client.client(), chat, parts.cancel.as_ref())?;
         let handle = Box::new(ylokh_stream {
             stream,
             conversation: request.conversation,
