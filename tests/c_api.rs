@@ -15,11 +15,12 @@ mod common;
 #[path = "c_api/stream.rs"]
 mod pull_stream;
 
+use common::hostile::blackhole;
 use common::process::{manifest_dir, profile_dir, run_bounded, Outcome, SCRUBBED_ENV};
 use common::*;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::{Mutex, OnceLock};
@@ -1004,38 +1005,6 @@ fn cancel_before_the_call_stops_it_and_reset_rearms_the_token() {
     assert_eq!(server.requests().len(), 1);
 }
 
-/// A base URL whose listener never accepts: its accept queue is full, so the kernel drops
-/// new SYNs and a connect hangs. `None` if the queue could not be filled.
-struct Blackhole {
-    url: String,
-    _listener: TcpListener,
-    _fillers: Vec<TcpStream>,
-}
-
-fn blackhole() -> Option<Blackhole> {
-    use std::os::fd::AsRawFd;
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    // SAFETY: a valid listening socket; listen() again only changes its backlog.
-    if unsafe { libc::listen(listener.as_raw_fd(), 0) } != 0 {
-        return None;
-    }
-    let mut fillers = Vec::new();
-    for _ in 0..16 {
-        match TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
-            Ok(s) => fillers.push(s),
-            Err(_) => {
-                return Some(Blackhole {
-                    url: format!("http://{addr}/v1"),
-                    _listener: listener,
-                    _fillers: fillers,
-                })
-            }
-        }
-    }
-    None
-}
-
 #[test]
 fn cancel_while_the_connection_is_being_made() {
     // A skipped check must not pass: failing to set up the hanging connect fails the test.
@@ -1373,9 +1342,9 @@ fn example_cancel_stops_a_call_from_the_main_thread() {
 // Memory errors in the C-facing code (only where valgrind is installed)
 // ---------------------------------------------------------------------------
 
-#[test]
-fn valgrind_finds_no_memory_errors() {
-    // Not installed is a failure, not a skip: .ci/run installs valgrind.
+/// valgrind with `options` after `-q --error-exitcode=99`, ready for the program and its
+/// arguments. Not installed is a failure, not a skip: `make test` installs valgrind.
+fn valgrind(options: &[&str]) -> Command {
     let installed = Command::new("valgrind")
         .arg("--version")
         .stdout(Stdio::null())
@@ -1385,6 +1354,16 @@ fn valgrind_finds_no_memory_errors() {
         installed.is_ok(),
         "valgrind is not installed (apt-get install valgrind)"
     );
+    let mut cmd = Command::new("valgrind");
+    cmd.args(["-q", "--error-exitcode=99"])
+        .args(options)
+        .stdin(Stdio::null());
+    clean_env(&mut cmd);
+    cmd
+}
+
+#[test]
+fn valgrind_finds_no_memory_errors() {
     let exe = program("test_basic");
     let server = Server::sequence(vec![
         stream_of(&["Hello", "!"]),
@@ -1396,13 +1375,8 @@ fn valgrind_finds_no_memory_errors() {
         ("conversation", server.base_url()),
         ("invalid_args", closed_url()),
     ] {
-        let mut cmd = Command::new("valgrind");
-        cmd.args(["-q", "--error-exitcode=99", "--leak-check=no"])
-            .arg(&exe)
-            .arg(case)
-            .arg(&url)
-            .stdin(Stdio::null());
-        clean_env(&mut cmd);
+        let mut cmd = valgrind(&["--leak-check=no"]);
+        cmd.arg(&exe).arg(case).arg(&url);
         let out = run_bounded(cmd, None, RUN_LIMIT);
         assert_eq!(out.code(), Some(0), "{}", out.show());
     }
@@ -1442,29 +1416,15 @@ fn soak_calls() -> String {
 
 #[test]
 fn thousand_mixed_calls_under_valgrind_leak_nothing_and_misuse_nothing() {
-    let installed = Command::new("valgrind")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status();
-    assert!(
-        installed.is_ok(),
-        "valgrind is not installed (apt-get install valgrind)"
-    );
     let exe = program("test_soak");
     let server = soak_server();
     let calls = soak_calls();
-    let mut cmd = Command::new("valgrind");
-    cmd.args([
-        "-q",
-        "--error-exitcode=99",
+    let mut cmd = valgrind(&[
         "--leak-check=full",
         "--errors-for-leak-kinds=definite",
         "--show-leak-kinds=definite",
-    ])
-    .arg(&exe)
-    .args(["soak", &server.base_url(), &calls])
-    .stdin(Stdio::null());
-    clean_env(&mut cmd);
+    ]);
+    cmd.arg(&exe).args(["soak", &server.base_url(), &calls]);
     let out = run_bounded(cmd, None, Duration::from_secs(600));
     assert_eq!(out.code(), Some(0), "{}", out.show());
     assert!(
@@ -1561,26 +1521,9 @@ fn lifetimes_c_programmers_get_wrong_are_safe() {
 
 #[test]
 fn lifetimes_c_programmers_get_wrong_under_valgrind() {
-    let installed = Command::new("valgrind")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status();
-    assert!(
-        installed.is_ok(),
-        "valgrind is not installed (apt-get install valgrind)"
-    );
     run_hostile_cases(&program("test_hostile"), |exe, args| {
-        let mut cmd = Command::new("valgrind");
-        cmd.args([
-            "-q",
-            "--error-exitcode=99",
-            "--leak-check=full",
-            "--errors-for-leak-kinds=definite",
-        ])
-        .arg(exe)
-        .args(args)
-        .stdin(Stdio::null());
-        clean_env(&mut cmd);
+        let mut cmd = valgrind(&["--leak-check=full", "--errors-for-leak-kinds=definite"]);
+        cmd.arg(exe).args(args);
         cmd
     });
 }

@@ -236,14 +236,6 @@ fn memory_server() -> Server {
 
 #[test]
 fn streams_closed_at_any_point_leak_nothing_under_valgrind() {
-    let installed = Command::new("valgrind")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status();
-    assert!(
-        installed.is_ok(),
-        "valgrind is not installed (apt-get install valgrind)"
-    );
     let exe = program("test_stream");
     let server = memory_server();
     let failing = Server::always(Script::json(500, &error_json("broken", "server_error")));
@@ -253,19 +245,12 @@ fn streams_closed_at_any_point_leak_nothing_under_valgrind() {
         ("failure", failing.base_url()),
         ("args", closed_url()),
     ] {
-        let mut cmd = Command::new("valgrind");
-        cmd.args([
-            "-q",
-            "--error-exitcode=99",
+        let mut cmd = valgrind(&[
             "--leak-check=full",
             "--errors-for-leak-kinds=definite,indirect,possible",
             "--show-leak-kinds=definite,indirect,possible",
-        ])
-        .arg(&exe)
-        .arg(case)
-        .arg(&url)
-        .stdin(Stdio::null());
-        clean_env(&mut cmd);
+        ]);
+        cmd.arg(&exe).arg(case).arg(&url);
         let out = run_bounded(cmd, None, Duration::from_secs(300));
         assert_eq!(out.code(), Some(0), "{case}: {}", out.show());
         assert!(
