@@ -254,21 +254,9 @@ fn a_malformed_usage_object_still_delivers_the_reply() {
         assert_eq!(last.counts, [0, 5, 8], "{count}: what parses is reported");
         assert_eq!(last.text, usage, "{count}: the raw JSON is kept");
         // The whole-reply call returns the text.
-        let messages = cstring(USER_HI);
-        let (mut text, mut len) = (std::ptr::null_mut(), 0);
-        // SAFETY: live client, NUL-terminated strings, writable outputs.
-        let status = unsafe {
-            ylokh_chat_text(
-                client.0,
-                std::ptr::null(),
-                messages.as_ptr(),
-                std::ptr::null(),
-                &mut text,
-                &mut len,
-            )
-        };
+        let (status, text, _) = chat_text(&client);
         assert_eq!(status, YLOKH_OK, "{count}: {}", last_error());
-        assert_eq!(take_string(text, len), "Hi");
+        assert_eq!(text, "Hi");
     }
 }
 

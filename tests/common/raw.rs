@@ -430,14 +430,7 @@ impl Conn {
     /// Reads one request (head up to the blank line, then a `Content-Length` body).
     /// `None` when the client closed the connection (or the time is up) first.
     pub fn read_request(&mut self) -> Option<RawRequest> {
-        let head_end = loop {
-            if let Some(at) = find(&self.pending, b"\r\n\r\n") {
-                break at + 4;
-            }
-            if self.pending.len() > 64 * 1024 || !self.fill() {
-                return None;
-            }
-        };
+        let head_end = self.head_end()?;
         let head = String::from_utf8_lossy(&self.pending[..head_end]).into_owned();
         let mut request = RawRequest {
             head,
@@ -461,17 +454,22 @@ impl Conn {
     /// server that answers before reading what the client sends. `None` as for
     /// [`Conn::read_request`].
     pub fn read_head(&mut self) -> Option<String> {
-        let head_end = loop {
+        let head_end = self.head_end()?;
+        let head = String::from_utf8_lossy(&self.pending[..head_end]).into_owned();
+        self.pending.drain(..head_end);
+        Some(head)
+    }
+
+    /// Reads until a whole request head is pending (at most 64 KiB): where it ends.
+    fn head_end(&mut self) -> Option<usize> {
+        loop {
             if let Some(at) = find(&self.pending, b"\r\n\r\n") {
-                break at + 4;
+                return Some(at + 4);
             }
             if self.pending.len() > 64 * 1024 || !self.fill() {
                 return None;
             }
-        };
-        let head = String::from_utf8_lossy(&self.pending[..head_end]).into_owned();
-        self.pending.drain(..head_end);
-        Some(head)
+        }
     }
 
     /// Reads more into `pending`; false on EOF, error or time up.
