@@ -547,7 +547,7 @@ static void case_args(const char *url, int argc, char **argv) {
     CHECK_INVALID(ylokh_stream_open(c, &req, &s), "not both");
     req.messages_json = NULL;
     req.conversation = NULL;
-    CHECK_INVALID(ylokh_stream_open(c, &req, &s), "messages_json");
+    CHECK_INVALID(ylokh_stream_open(c, &req, &s), "messages_json is NULL");
     req.messages_json = "{\"not\":\"an array\"}";
     CHECK_INVALID(ylokh_stream_open(c, &req, &s), "messages");
     req.messages_json = MSGS;
