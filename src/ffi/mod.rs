@@ -116,11 +116,18 @@ fn fail(error: Error) -> ylokh_status {
     status
 }
 
-fn status_of(result: Result<(), Error>) -> ylokh_status {
-    match result {
-        Ok(()) => YLOKH_OK,
-        Err(e) => fail(e),
-    }
+/// The error a caught panic becomes. Out of line, so that the guarded functions' usual
+/// way (the per-token `ylokh_stream_next` among them) does not pay for it.
+#[cold]
+#[inline(never)]
+fn panicked(payload: Box<dyn std::any::Any + Send>) -> Error {
+    Error::new(
+        ErrorKind::Internal,
+        format!(
+            "internal error (a bug in libylokh): {}",
+            panic_message(&*payload)
+        ),
+    )
 }
 
 fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
@@ -136,15 +143,15 @@ fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
 /// Runs the body of an exported function that returns a status, turning a panic into
 /// `YLOKH_E_INTERNAL` with a message.
 fn guard(body: impl FnOnce() -> Result<(), Error>) -> ylokh_status {
+    guard_status(|| body().map(|()| YLOKH_OK))
+}
+
+/// `guard` for a body that chooses its status when it succeeds (`YLOKH_E_AGAIN`, say).
+fn guard_status(body: impl FnOnce() -> Result<ylokh_status, Error>) -> ylokh_status {
     match catch_unwind(AssertUnwindSafe(body)) {
-        Ok(result) => status_of(result),
-        Err(payload) => fail(Error::new(
-            ErrorKind::Internal,
-            format!(
-                "internal error (a bug in libylokh): {}",
-                panic_message(&*payload)
-            ),
-        )),
+        Ok(Ok(status)) => status,
+        Ok(Err(e)) => fail(e),
+        Err(payload) => fail(panicked(payload)),
     }
 }
 
@@ -153,13 +160,7 @@ fn guard_value<T>(fallback: T, body: impl FnOnce() -> T) -> T {
     match catch_unwind(AssertUnwindSafe(body)) {
         Ok(value) => value,
         Err(payload) => {
-            fail(Error::new(
-                ErrorKind::Internal,
-                format!(
-                    "internal error (a bug in libylokh): {}",
-                    panic_message(&*payload)
-                ),
-            ));
+            fail(panicked(payload));
             fallback
         }
     }

@@ -9,7 +9,9 @@ use super::conversation::ylokh_conversation;
 use super::event::{ylokh_event, ylokh_event_kind};
 use super::request::{read_request, ylokh_request, Messages};
 use super::strings::hand_out_string;
-use super::{fail, guard, guard_value, handle, ylokh_status, YLOKH_E_AGAIN, YLOKH_OK};
+use super::{
+    fail, guard, guard_status, guard_value, handle, ylokh_status, YLOKH_E_AGAIN, YLOKH_OK,
+};
 use crate::chunk::Event;
 use crate::error::Error;
 use crate::pull::{Pulled, Stream};
@@ -149,44 +151,57 @@ pub unsafe extern "C" fn ylokh_stream_next(
     wait_ms: u64,
     out_event: *mut *const ylokh_event,
 ) -> ylokh_status {
-    let mut again = false;
-    let status = guard(|| {
+    guard_status(|| {
         // SAFETY: the caller passes NULL or a live stream used by this thread only.
         let handle = unsafe { stream.as_mut() }.ok_or_else(|| Error::invalid("stream is NULL"))?;
         if out_event.is_null() {
             return Err(Error::invalid("out_event is NULL"));
         }
-        if handle.event_simple {
-            if let Some((choice, text)) = handle.stream.next_token() {
-                // The usual token: the rest of the event is already as it must be.
-                let e = &mut handle.event;
-                e.kind = ylokh_event_kind::YLOKH_EVENT_CONTENT;
-                e.choice = choice;
-                e.text = text.as_ptr().cast::<c_char>();
-                e.text_len = text.len();
-                // SAFETY: checked non-NULL; the caller promises it is writable.
-                unsafe { out_event.write(&handle.event) };
-                return Ok(());
+        let event = if let Some(event) = handle.next_token() {
+            event
+        } else {
+            match handle.next_other(wait_ms)? {
+                Some(event) => event,
+                None => return Ok(YLOKH_E_AGAIN),
             }
+        };
+        // SAFETY: checked non-NULL; the caller promises it is writable.
+        unsafe { out_event.write(event) };
+        Ok(YLOKH_OK)
+    })
+}
+
+impl ylokh_stream {
+    /// The usual token, when it is here already (see `Stream::next_token`): the event
+    /// handed out before was as simple, so only kind, choice and text change. This is the
+    /// pull API's way per token: kept short, and apart from the rest.
+    #[inline]
+    fn next_token(&mut self) -> Option<*const ylokh_event> {
+        if !self.event_simple {
+            return None;
         }
-        let pulled = handle.stream.pull(Duration::from_millis(wait_ms));
+        let (choice, text) = self.stream.next_token()?;
+        set_simple(&mut self.event, choice, text);
+        Some(&self.event)
+    }
+
+    /// Every other case of `ylokh_stream_next`: the event (NULL at the normal end), or
+    /// `None` when nothing came within `wait_ms`.
+    #[inline(never)]
+    fn next_other(&mut self, wait_ms: u64) -> Result<Option<*const ylokh_event>, Error> {
+        let pulled = self.stream.pull(Duration::from_millis(wait_ms));
         if pulled.is_err() {
             set_last_finish_reason(None);
         }
-        let event: *const ylokh_event = match pulled? {
+        match pulled? {
             Pulled::Event(event) => {
                 match event {
-                    Event::Content { choice, text } if handle.event_simple => {
-                        // The usual token: the rest of the event is already as it must be.
-                        let e = &mut handle.event;
-                        e.kind = ylokh_event_kind::YLOKH_EVENT_CONTENT;
-                        e.choice = choice;
-                        e.text = text.as_ptr().cast::<c_char>();
-                        e.text_len = text.len();
+                    Event::Content { choice, text } if self.event_simple => {
+                        set_simple(&mut self.event, choice, text)
                     }
                     _ => {
-                        handle.event = c_event(&event);
-                        handle.event_simple = matches!(
+                        self.event = c_event(&event);
+                        self.event_simple = matches!(
                             event,
                             Event::Content { .. }
                                 | Event::Reasoning { .. }
@@ -195,32 +210,31 @@ pub unsafe extern "C" fn ylokh_stream_next(
                         );
                     }
                 }
-                &handle.event
+                Ok(Some(&self.event))
             }
             Pulled::End => {
-                set_last_finish_reason(handle.stream.message().finish_reason());
+                set_last_finish_reason(self.stream.message().finish_reason());
                 // SAFETY: the caller keeps the conversation alive and to this stream until
                 // the end is reported (see ylokh_stream_open); it is appended to once.
-                if let Some(conversation) = unsafe { handle.conversation.as_mut() } {
-                    conversation.inner.push_reply(handle.stream.message());
-                    handle.conversation = std::ptr::null_mut();
+                if let Some(conversation) = unsafe { self.conversation.as_mut() } {
+                    conversation.inner.push_reply(self.stream.message());
+                    self.conversation = std::ptr::null_mut();
                 }
-                std::ptr::null()
+                Ok(Some(std::ptr::null()))
             }
-            Pulled::Pending => {
-                again = true;
-                return Ok(());
-            }
-        };
-        // SAFETY: checked non-NULL; the caller promises it is writable.
-        unsafe { out_event.write(event) };
-        Ok(())
-    });
-    if status == YLOKH_OK && again {
-        YLOKH_E_AGAIN
-    } else {
-        status
+            Pulled::Pending => Ok(None),
+        }
     }
+}
+
+/// Makes `event`, whose other fields are already unset (see `ylokh_stream::event_simple`),
+/// a content event.
+#[inline]
+fn set_simple(event: &mut ylokh_event, choice: u32, text: &str) {
+    event.kind = ylokh_event_kind::YLOKH_EVENT_CONTENT;
+    event.choice = choice;
+    event.text = text.as_ptr().cast::<c_char>();
+    event.text_len = text.len();
 }
 
 /// A file descriptor that is readable exactly when `ylokh_stream_next` would not wait

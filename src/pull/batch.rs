@@ -149,7 +149,19 @@ impl Batch {
         self.text.push('\0');
     }
 
-    /// `push` for the usual token (see `short`).
+    /// `push` for the usual token: content of choice 0 under 128 bytes (see `TOKEN`), with
+    /// room made for `room_for` of them first in a batch that has none (see `make_room`).
+    #[inline]
+    pub(super) fn push_token(&mut self, text: &str, room_for: usize) {
+        self.make_room(room_for);
+        self.meta.push(TOKEN | text.len() as u8);
+        self.text.push_str(text);
+        self.text.push('\0');
+        self.events += 1;
+    }
+
+    /// `push` for one of the simple kinds whose choice and length are under 0x80 (see
+    /// `short`).
     #[inline]
     pub(super) fn push_short(&mut self, kind: u8, choice: u8, text: &str) {
         self.short(kind, choice, text);

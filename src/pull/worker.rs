@@ -149,6 +149,9 @@ pub(super) struct Producer {
     pub(super) published_any: bool,
     /// `Queue::bound`, kept here so that no event needs the lock to read it.
     pub(super) bound: Bound,
+    /// When the batch being filled is due (see `batch_due`): `bound`, or more while the
+    /// consumer is blocked in a pull.
+    pub(super) due: Bound,
 }
 
 /// Batches index their text with 32-bit offsets; a larger event (possible only with a
@@ -156,12 +159,30 @@ pub(super) struct Producer {
 const MAX_EVENT_TEXT: usize = 1 << 30;
 
 impl Producer {
+    /// Takes the call's next event. The usual token (content of choice 0, under 128
+    /// bytes, after the first event, while the queue has room) takes the short way: this
+    /// runs once per token on the worker, beside the work the callback API does too.
+    #[inline]
     pub(super) fn push(&mut self, event: Event<'_>) -> ControlFlow<()> {
+        if let Event::Content { choice: 0, text } = event {
+            if text.len() < 0x80 && self.published_any && !self.shared.full.load(Ordering::Relaxed)
+            {
+                self.batch.push_token(text, self.bound.events);
+                if self.batch.len() < self.due.events && self.batch.bytes() < self.due.bytes {
+                    return ControlFlow::Continue(());
+                }
+                return self.batch_due();
+            }
+        }
+        self.push_other(event)
+    }
+
+    /// `push` for every other event.
+    fn push_other(&mut self, event: Event<'_>) -> ControlFlow<()> {
         if self.shared.full.load(Ordering::Relaxed) {
             self.publish(true)?;
         }
         match event {
-            // The usual token, without the general path's checks.
             Event::Content { choice, text } if choice < 0x80 && text.len() < 0x80 => {
                 // (The first event goes alone: no room made for it.)
                 if self.published_any {
@@ -178,18 +199,35 @@ impl Producer {
             _ => self.batch.push(&event),
         }
         // The first event goes at once: the time to the first token is what a waiting user
-        // sees; later ones gather into batches, large for a consumer blocked in a pull,
-        // small otherwise.
-        let (events, bytes) = if self.shared.consumer_waiting.load(Ordering::Relaxed) {
-            (BATCH_EVENTS, BATCH_BYTES)
-        } else {
-            (self.bound.events, self.bound.bytes)
-        };
-        if !self.published_any || self.batch.len() >= events || self.batch.bytes() >= bytes {
+        // sees.
+        if !self.published_any {
             self.published_any = true;
-            self.publish(true)?;
+            return self.publish(true);
+        }
+        if self.batch.len() >= self.due.events || self.batch.bytes() >= self.due.bytes {
+            return self.batch_due();
         }
         ControlFlow::Continue(())
+    }
+
+    /// The batch has reached `due`: publish it, or, while the consumer is blocked in a
+    /// pull, gather another bound's worth (up to [`BATCH_EVENTS`], [`BATCH_BYTES`]), so
+    /// that a waiting consumer is woken rarely, for large batches. Asking here rather than
+    /// on every event keeps the token's way short; a consumer that stops waiting is noticed
+    /// within one bound of events.
+    fn batch_due(&mut self) -> ControlFlow<()> {
+        let (events, bytes) = (self.batch.len(), self.batch.bytes());
+        if self.shared.consumer_waiting.load(Ordering::Relaxed)
+            && events < BATCH_EVENTS
+            && bytes < BATCH_BYTES
+        {
+            self.due = Bound {
+                events: (events + self.bound.events).min(BATCH_EVENTS),
+                bytes: (bytes + self.bound.bytes).min(BATCH_BYTES),
+            };
+            return ControlFlow::Continue(());
+        }
+        self.publish(true)
     }
 
     /// Hands the batch to the consumer; with `wait_for_room`, first waits while the queue
@@ -234,6 +272,7 @@ impl Producer {
                 queue.bytes += batch.bytes();
                 queue.events += batch.len();
             }
+            self.due = self.bound;
             queue.full.push_back(batch);
             self.shared
                 .full
@@ -309,6 +348,7 @@ pub(super) fn worker(
         failure: None,
         published_any: false,
         bound: Bound::default(),
+        due: Bound::default(),
     }));
     let before_wait = producer.clone();
     let result = catch_unwind(AssertUnwindSafe(|| {
@@ -358,6 +398,7 @@ mod tests {
             failure: None,
             published_any: true,
             bound: Bound::default(),
+            due: Bound::default(),
         };
         let mut publish = |events: usize| {
             for _ in 0..events {
@@ -396,6 +437,79 @@ mod tests {
             },
             "at most the largest bound"
         );
+    }
+
+    #[test]
+    fn a_waiting_consumer_gets_one_large_batch_and_a_busy_one_bounded_ones() {
+        let shared = Arc::new(Shared::default());
+        let mut producer = Producer {
+            shared: shared.clone(),
+            stop: CancelToken::new(),
+            batch: Batch::default(),
+            failure: None,
+            published_any: true,
+            bound: Bound::default(),
+            due: Bound::default(),
+        };
+        let token = Event::Content {
+            choice: 0,
+            text: "tok",
+        };
+        let published = || {
+            let queue = shared.lock();
+            let sizes: Vec<(usize, bool)> =
+                queue.full.iter().map(|b| (b.len(), b.counted)).collect();
+            sizes
+        };
+        let set_waiting = |waiting: bool| {
+            shared
+                .lock()
+                .set_consumer_waiting(&shared.consumer_waiting, waiting)
+        };
+
+        // Blocked in a pull: far past the bound, nothing is published until BATCH_EVENTS,
+        // and then that batch is handed over uncounted, once.
+        set_waiting(true);
+        for _ in 0..BATCH_EVENTS - 1 {
+            assert!(producer.push(token).is_continue());
+        }
+        assert_eq!(published(), vec![]);
+        assert!(producer.push(token).is_continue());
+        assert_eq!(published(), vec![(BATCH_EVENTS, false)]);
+        assert!(
+            !shared.consumer_waiting.load(Ordering::Relaxed),
+            "one batch per wait"
+        );
+        shared.lock().full.clear();
+
+        // Not waiting: batches of the bound, counted.
+        for _ in 0..FIRST_BOUND_EVENTS {
+            assert!(producer.push(token).is_continue());
+        }
+        assert_eq!(published(), vec![(FIRST_BOUND_EVENTS, true)]);
+        let bound = producer.bound.events;
+        assert_eq!(
+            bound,
+            2 * FIRST_BOUND_EVENTS,
+            "taken at once: the bound grew"
+        );
+        {
+            let mut queue = shared.lock();
+            queue.full.clear();
+            (queue.events, queue.bytes) = (0, 0);
+        }
+
+        // A consumer that stops waiting while a large batch gathers is noticed within one
+        // bound of events: the batch is then published, counted.
+        set_waiting(true);
+        for _ in 0..bound + 1 {
+            assert!(producer.push(token).is_continue());
+        }
+        set_waiting(false);
+        for _ in bound + 1..2 * bound {
+            assert!(producer.push(token).is_continue());
+        }
+        assert_eq!(published(), vec![(2 * bound, true)]);
     }
 
     #[cfg(unix)]
