@@ -17,7 +17,7 @@ use super::buffers::ConnectionBuffers;
 use super::socket::{self, Connect};
 use super::{
     before_wait, cancel_requested, drain_until, has_before_wait, watching_cancel, Cancelled,
-    CANCEL_POLL, FIRST_LOOK,
+    CANCEL_POLL, FIRST_LOOK, QUIET_SLICE,
 };
 
 /// Opens the TCP connection unless an earlier step (a SOCKS proxy) already did.
@@ -54,7 +54,7 @@ pub fn open(
     let poll = if watching_cancel() {
         CANCEL_POLL
     } else {
-        Duration::from_millis(1000)
+        QUIET_SLICE
     };
     let mut last = None;
     for (i, addr) in addrs.iter().enumerate() {
@@ -235,11 +235,11 @@ impl Transport for TcpTransport {
                 }
                 None => Duration::from_secs(3600),
             };
-            let slice = match (sliced, hook_pending) {
-                (true, true) => left.min(FIRST_LOOK),
-                (true, false) => left.min(CANCEL_POLL),
-                (false, _) => left,
-            };
+            let slice = left.min(match (sliced, hook_pending) {
+                (true, true) => FIRST_LOOK,
+                (true, false) => CANCEL_POLL,
+                (false, _) => QUIET_SLICE,
+            });
             self.set_read_timeout(slice)?;
             let input = self.buffers.input_append_buf();
             match (&self.stream).read(input) {
@@ -270,5 +270,43 @@ impl Transport for TcpTransport {
         let open =
             matches!(self.stream.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
         self.stream.set_nonblocking(false).is_ok() && open
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::TcpListener;
+    use ureq::unversioned::transport::time::Duration as Budget;
+
+    #[test]
+    fn reads_of_an_uncancellable_call_set_the_socket_timeout_once() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let mut transport = TcpTransport::new(client, ConnectionBuffers::new(1024, 1024));
+        // What ureq gives each read: what is left of the call's budget, less every time.
+        for left_ms in [30_000, 29_999, 29_500, 12_345] {
+            server.write_all(b"x").unwrap();
+            let timeout = NextTimeout {
+                after: Budget::Exact(Duration::from_millis(left_ms)),
+                reason: Timeout::Global,
+                per_read: None,
+                per_write: None,
+            };
+            assert!(transport.await_input(timeout).unwrap());
+            // The timeout last set on the socket (set only when it differs).
+            assert_eq!(transport.read_timeout, Some(QUIET_SLICE));
+        }
+        // Near the end of the budget, the socket waits only what is left.
+        server.write_all(b"x").unwrap();
+        let timeout = NextTimeout {
+            after: Budget::Exact(Duration::from_millis(300)),
+            reason: Timeout::Global,
+            per_read: None,
+            per_write: None,
+        };
+        assert!(transport.await_input(timeout).unwrap());
+        assert!(transport.read_timeout.unwrap() <= Duration::from_millis(300));
     }
 }
