@@ -7,6 +7,10 @@
 //! waited for with rustix's safe system calls (no unsafe code here). Elsewhere (Windows) the connect runs
 //! on a helper thread that the call stops waiting for when cancelled; that thread ends by
 //! itself within the connect timeout.
+//!
+//! Also here, for the same reason: a peek that does not wait, which tells whether a pooled
+//! connection is still open (ureq asks twice per call) in one system call on Unix instead
+//! of three.
 
 use std::io;
 use std::net::{SocketAddr, TcpStream};
@@ -33,6 +37,14 @@ pub fn connect(
     imp::connect(addr, deadline, poll, cancelled)
 }
 
+/// Looks at what waits to be read on `stream` without taking it and without waiting:
+/// `Ok(0)` at the end of the stream, `Err` of kind `WouldBlock` when nothing is there yet.
+/// On Unix one system call (`MSG_PEEK | MSG_DONTWAIT`), leaving the socket blocking;
+/// elsewhere the socket is made non-blocking for the peek and blocking again (three).
+pub fn peek_without_waiting(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+    imp::peek_without_waiting(stream, buf)
+}
+
 #[cfg(unix)]
 mod imp {
     use super::Connect;
@@ -42,6 +54,12 @@ mod imp {
     use std::net::{SocketAddr, TcpStream};
     use std::os::fd::OwnedFd;
     use std::time::{Duration, Instant};
+
+    pub fn peek_without_waiting(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        use rustix::net::RecvFlags;
+        let (peeked, _) = rustix::net::recv(stream, buf, RecvFlags::PEEK | RecvFlags::DONTWAIT)?;
+        Ok(peeked)
+    }
 
     pub fn connect(
         addr: &SocketAddr,
@@ -124,6 +142,13 @@ mod imp {
     use std::sync::mpsc;
     use std::time::{Duration, Instant};
 
+    pub fn peek_without_waiting(stream: &TcpStream, buf: &mut [u8]) -> io::Result<usize> {
+        stream.set_nonblocking(true)?;
+        let peeked = stream.peek(buf);
+        stream.set_nonblocking(false)?;
+        peeked
+    }
+
     pub fn connect(
         addr: &SocketAddr,
         deadline: Option<Instant>,
@@ -158,6 +183,57 @@ mod imp {
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
                     return Connect::Failed(io::Error::other("the connect thread ended"))
                 }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+    use std::net::TcpListener;
+
+    #[test]
+    fn a_peek_without_waiting_takes_nothing_and_tells_nothing_data_and_the_end_apart() {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut client = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let (mut server, _) = listener.accept().unwrap();
+        let mut byte = [0u8; 1];
+        let nothing = peek_without_waiting(&client, &mut byte).unwrap_err();
+        assert_eq!(nothing.kind(), io::ErrorKind::WouldBlock);
+        server.write_all(b"x").unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        let peeked = loop {
+            match peek_without_waiting(&client, &mut byte) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                other => break other.unwrap(),
+            }
+        };
+        assert_eq!((peeked, byte[0]), (1, b'x'));
+        // Still there to read, and the socket still blocks (a read waits for its timeout).
+        client.read_exact(&mut byte).unwrap();
+        assert_eq!(byte[0], b'x');
+        client
+            .set_read_timeout(Some(Duration::from_millis(50)))
+            .unwrap();
+        let started = Instant::now();
+        assert!(client.read(&mut byte).is_err());
+        assert!(
+            started.elapsed() >= Duration::from_millis(40),
+            "the read waited"
+        );
+        drop(server);
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            match peek_without_waiting(&client, &mut byte) {
+                Ok(0) => break,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(1))
+                }
+                other => panic!("expected the end of the stream, got {other:?}"),
             }
         }
     }

@@ -131,12 +131,7 @@ impl TcpTransport {
     /// Whether the server has sent bytes that wait to be read (without consuming them).
     fn reply_waiting(&self) -> bool {
         let mut byte = [0u8; 1];
-        if self.stream.set_nonblocking(true).is_err() {
-            return false;
-        }
-        let waiting = matches!(self.stream.peek(&mut byte), Ok(n) if n > 0);
-        let _ = self.stream.set_nonblocking(false);
-        waiting
+        matches!(socket::peek_without_waiting(&self.stream, &mut byte), Ok(n) if n > 0)
     }
 }
 
@@ -264,12 +259,10 @@ impl Transport for TcpTransport {
             return false;
         }
         let mut byte = [0u8; 1];
-        if self.stream.set_nonblocking(true).is_err() {
-            return false;
-        }
-        let open =
-            matches!(self.stream.peek(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock);
-        self.stream.set_nonblocking(false).is_ok() && open
+        matches!(
+            socket::peek_without_waiting(&self.stream, &mut byte),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock
+        )
     }
 }
 
