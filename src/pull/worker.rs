@@ -159,6 +159,18 @@ pub(super) struct Producer {
 const MAX_EVENT_TEXT: usize = 1 << 30;
 
 impl Producer {
+    pub(super) fn new(shared: Arc<Shared>, stop: CancelToken) -> Producer {
+        Producer {
+            shared,
+            stop,
+            batch: Batch::default(),
+            failure: None,
+            published_any: false,
+            bound: Bound::default(),
+            due: Bound::default(),
+        }
+    }
+
     /// Takes the call's next event. The usual token (content of choice 0, under 128
     /// bytes, after the first event, while the queue has room) takes the short way: this
     /// runs once per token on the worker, beside the work the callback API does too.
@@ -341,15 +353,7 @@ pub(super) fn worker(
     request: ChatRequest,
     stop: CancelToken,
 ) {
-    let producer = Rc::new(RefCell::new(Producer {
-        shared: shared.clone(),
-        stop: stop.clone(),
-        batch: Batch::default(),
-        failure: None,
-        published_any: false,
-        bound: Bound::default(),
-        due: Bound::default(),
-    }));
+    let producer = Rc::new(RefCell::new(Producer::new(shared.clone(), stop.clone())));
     let before_wait = producer.clone();
     let result = catch_unwind(AssertUnwindSafe(|| {
         transport::set_before_wait(Some(Box::new(move || {
@@ -388,18 +392,20 @@ pub(super) fn worker(
 mod tests {
     use super::*;
 
+    /// A producer whose first event has gone (so later ones gather into batches), and the
+    /// queue it publishes to.
+    fn producer_past_its_first_event() -> (Arc<Shared>, Producer) {
+        let shared = Arc::new(Shared::default());
+        let producer = Producer {
+            published_any: true,
+            ..Producer::new(shared.clone(), CancelToken::new())
+        };
+        (shared, producer)
+    }
+
     #[test]
     fn the_bound_starts_small_and_grows_only_while_the_consumer_keeps_up() {
-        let shared = Arc::new(Shared::default());
-        let mut producer = Producer {
-            shared: shared.clone(),
-            stop: CancelToken::new(),
-            batch: Batch::default(),
-            failure: None,
-            published_any: true,
-            bound: Bound::default(),
-            due: Bound::default(),
-        };
+        let (shared, mut producer) = producer_past_its_first_event();
         let mut publish = |events: usize| {
             for _ in 0..events {
                 producer.batch.push(&Event::Content {
@@ -441,16 +447,7 @@ mod tests {
 
     #[test]
     fn a_waiting_consumer_gets_one_large_batch_and_a_busy_one_bounded_ones() {
-        let shared = Arc::new(Shared::default());
-        let mut producer = Producer {
-            shared: shared.clone(),
-            stop: CancelToken::new(),
-            batch: Batch::default(),
-            failure: None,
-            published_any: true,
-            bound: Bound::default(),
-            due: Bound::default(),
-        };
+        let (shared, mut producer) = producer_past_its_first_event();
         let token = Event::Content {
             choice: 0,
             text: "tok",
