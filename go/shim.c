@@ -68,6 +68,10 @@ ygo_result ygo_client_set_proxy_from_env(ylokh_client *client, int enabled) {
     return ygo_take_error(ylokh_client_set_proxy_from_env(client, enabled));
 }
 
+ygo_result ygo_client_set_cross_origin_redirects(ylokh_client *client, int allow) {
+    return ygo_take_error(ylokh_client_set_cross_origin_redirects(client, allow));
+}
+
 ygo_result ygo_client_set_header(ylokh_client *client, const char *name, const char *value) {
     return ygo_take_error(ylokh_client_set_header(client, name, value));
 }

@@ -40,6 +40,7 @@ ygo_result ygo_client_set_base_url(ylokh_client *client, const char *base_url);
 ygo_result ygo_client_set_api_key(ylokh_client *client, const char *api_key);
 ygo_result ygo_client_set_proxy(ylokh_client *client, const char *proxy_url);
 ygo_result ygo_client_set_proxy_from_env(ylokh_client *client, int enabled);
+ygo_result ygo_client_set_cross_origin_redirects(ylokh_client *client, int allow);
 ygo_result ygo_client_set_header(ylokh_client *client, const char *name, const char *value);
 ygo_result ygo_client_set_ca_file(ylokh_client *client, const char *pem_path);
 ygo_result ygo_client_use_system_roots(ylokh_client *client, int enabled);

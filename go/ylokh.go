@@ -256,6 +256,17 @@ func (c *Client) SetProxyFromEnv(enabled bool) error {
 	return c.with(func(p *C.ylokh_client) error { return takeResult(C.ygo_client_set_proxy_from_env(p, v)) })
 }
 
+// SetCrossOriginRedirects says whether a redirect to another origin (scheme, host or port)
+// is followed; by default it is refused with an HTTPStatus error naming the location. A
+// followed one never carries the API key nor the headers set with SetHeader.
+func (c *Client) SetCrossOriginRedirects(allow bool) error {
+	v := C.int(0)
+	if allow {
+		v = 1
+	}
+	return c.with(func(p *C.ylokh_client) error { return takeResult(C.ygo_client_set_cross_origin_redirects(p, v)) })
+}
+
 func millis(d time.Duration) C.uint64_t {
 	if d <= 0 {
 		return 0

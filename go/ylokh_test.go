@@ -302,6 +302,46 @@ func TestHTTPErrorCarriesStatusAndMessage(t *testing.T) {
 	}
 }
 
+func TestCrossOriginRedirectsAreRefusedUntilAllowedAndCarryNoKey(t *testing.T) {
+	keysElsewhere := make(chan string, 4)
+	other := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		keysElsewhere <- r.Header.Get("Authorization")
+		sse([]string{"else", "where"}, 0)(w, r)
+	})
+	origin := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		if r.Header.Get("Authorization") != "Bearer sk-go-secret" {
+			http.Error(w, "no key", http.StatusUnauthorized)
+			return
+		}
+		http.Redirect(w, r, other.URL+"/v1/chat/completions", http.StatusTemporaryRedirect)
+	}))
+	t.Cleanup(origin.Close)
+	c := newClient(t, origin.URL)
+	if err := c.SetAPIKey("sk-go-secret"); err != nil {
+		t.Fatal(err)
+	}
+	_, err := c.ChatText(context.Background(), "", hello, nil)
+	var e *ylokh.Error
+	if !errors.As(err, &e) || e.Status != ylokh.HTTPStatus || e.HTTPStatus != 307 ||
+		!strings.Contains(e.Message, "another origin") {
+		t.Fatalf("refused redirect: %#v", err)
+	}
+	if n := len(other.requests()); n != 0 {
+		t.Fatalf("%d requests reached the other origin before it was allowed", n)
+	}
+	if err := c.SetCrossOriginRedirects(true); err != nil {
+		t.Fatal(err)
+	}
+	text, err := c.ChatText(context.Background(), "", hello, nil)
+	if err != nil || text != "elsewhere" {
+		t.Fatalf("allowed redirect: %q, %v", text, err)
+	}
+	if key := <-keysElsewhere; key != "" {
+		t.Fatalf("the key reached the other origin: %q", key)
+	}
+}
+
 func TestInvalidArguments(t *testing.T) {
 	c := newClient(t, "http://127.0.0.1:9")
 	var e *ylokh.Error

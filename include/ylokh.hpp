@@ -429,6 +429,12 @@ public:
         detail::check(ylokh_client_set_proxy_from_env(p_, enabled ? 1 : 0));
         return *this;
     }
+    /// Whether a redirect to another origin is followed (default: refused), never with
+    /// the API key or the headers set here; see ylokh_client_set_cross_origin_redirects.
+    client &set_cross_origin_redirects(bool allow) {
+        detail::check(ylokh_client_set_cross_origin_redirects(p_, allow ? 1 : 0));
+        return *this;
+    }
     client &set_timeout(std::chrono::milliseconds timeout) {
         detail::check(ylokh_client_set_timeout_ms(p_, to_ms(timeout)));
         return *this;

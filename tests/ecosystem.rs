@@ -1368,6 +1368,33 @@ fn cpp_error_carries_status_http_status_and_message() {
 }
 
 #[test]
+fn cpp_cross_origin_redirects_are_refused_until_allowed_and_carry_no_key() {
+    let other = Server::always(Script::sse(
+        &sse_stream(&["elsewhere"]),
+        Framing::ContentLength,
+    ));
+    let target = format!("{}/chat/completions", other.base_url());
+    let server = Server::always(Script::response(
+        307,
+        &[("Location", &target)],
+        b"",
+        Framing::ContentLength,
+    ));
+    cpp_case("cross_origin", &server.base_url());
+    assert_eq!(server.requests().len(), 2, "one refused, one followed");
+    let sent = other.requests();
+    assert_eq!(
+        sent.len(),
+        1,
+        "only the allowed call reached the other origin"
+    );
+    let head = |headers: &dyn std::fmt::Debug| format!("{headers:?}").to_ascii_lowercase();
+    assert!(head(&server.requests()[1].headers).contains("sk-cpp-secret"));
+    let elsewhere = head(&sent[0].headers);
+    assert!(!elsewhere.contains("sk-cpp-secret") && !elsewhere.contains("authorization"));
+}
+
+#[test]
 fn cpp_bad_arguments_throw_invalid_argument() {
     let server = hello_server();
     cpp_case("invalid", &server.base_url());

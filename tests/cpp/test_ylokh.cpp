@@ -181,6 +181,25 @@ void case_http_error(const std::string &url) {
     CHECK(caught);
 }
 
+// Server: 307 to another origin, which streams "elsewhere". Refused (HTTP 307, naming the
+// setting) until set_cross_origin_redirects(true); the key stays with the first origin.
+void case_cross_origin(const std::string &url) {
+    ylokh::client c = make_client(url);
+    c.set_api_key("sk-cpp-secret");
+    bool caught = false;
+    try {
+        c.chat(hello, [](std::string_view) {});
+    } catch (const ylokh::error &e) {
+        caught = true;
+        CHECK(e.status() == YLOKH_E_HTTP_STATUS);
+        CHECK(e.http_status() == 307);
+        CHECK(std::string_view(e.what()).find("ylokh_client_set_cross_origin_redirects") !=
+              std::string::npos);
+    }
+    CHECK(caught);
+    CHECK_EQ(c.set_cross_origin_redirects(true).chat_text(hello), std::string("elsewhere"));
+}
+
 // No server needed: bad arguments throw ylokh::error with YLOKH_E_INVALID_ARGUMENT.
 void case_invalid(const std::string &url) {
     ylokh::client c = make_client(url);
@@ -408,6 +427,7 @@ int main(int argc, char **argv) {
         {"conversation", case_conversation}, {"cancel", case_cancel},
         {"threads", case_threads},     {"version", case_version},
         {"log", case_log},             {"pull", case_pull},
+        {"cross_origin", case_cross_origin},
     };
     for (const auto &[case_name, run] : cases) {
         if (name != case_name) continue;
