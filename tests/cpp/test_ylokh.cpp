@@ -164,21 +164,27 @@ void case_events(const std::string &url) {
     CHECK(events >= 3);
 }
 
-// Server: 401 with an OpenAI error body "Invalid API key provided".
-void case_http_error(const std::string &url) {
-    ylokh::client c = make_client(url);
+// Makes a chat that must throw ylokh::error for HTTP `http_status` with `text` in its
+// message, and prints "ERROR status http_status message".
+void expect_http_error(ylokh::client &c, int http_status, const char *text) {
     bool caught = false;
     try {
         c.chat(hello, [](std::string_view) {});
     } catch (const ylokh::error &e) {
         caught = true;
         CHECK(e.status() == YLOKH_E_HTTP_STATUS);
-        CHECK(e.http_status() == 401);
-        CHECK(std::string_view(e.what()).find("Invalid API key provided") != std::string::npos);
+        CHECK(e.http_status() == http_status);
+        CHECK(std::string_view(e.what()).find(text) != std::string::npos);
         CHECK(e.message() == std::string_view(e.what()));
         std::printf("ERROR %d %d %s\n", e.status(), e.http_status(), e.what());
     }
     CHECK(caught);
+}
+
+// Server: 401 with an OpenAI error body "Invalid API key provided".
+void case_http_error(const std::string &url) {
+    ylokh::client c = make_client(url);
+    expect_http_error(c, 401, "Invalid API key provided");
 }
 
 // Server: 307 to another origin, which streams "elsewhere". Refused (HTTP 307, naming the
@@ -186,17 +192,7 @@ void case_http_error(const std::string &url) {
 void case_cross_origin(const std::string &url) {
     ylokh::client c = make_client(url);
     c.set_api_key("sk-cpp-secret");
-    bool caught = false;
-    try {
-        c.chat(hello, [](std::string_view) {});
-    } catch (const ylokh::error &e) {
-        caught = true;
-        CHECK(e.status() == YLOKH_E_HTTP_STATUS);
-        CHECK(e.http_status() == 307);
-        CHECK(std::string_view(e.what()).find("ylokh_client_set_cross_origin_redirects") !=
-              std::string::npos);
-    }
-    CHECK(caught);
+    expect_http_error(c, 307, "ylokh_client_set_cross_origin_redirects");
     CHECK_EQ(c.set_cross_origin_redirects(true).chat_text(hello), std::string("elsewhere"));
 }
 
