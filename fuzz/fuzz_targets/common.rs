@@ -1,67 +1,16 @@
-//! What the fuzz targets share: events as owned data, and collecting them.
+//! What the fuzz targets share: collecting a run's events (as the crate's `OwnedEvent`)
+//! and comparing runs.
 
 #![allow(dead_code)] // each target uses part of it
 
 use std::ops::ControlFlow;
 
-use ylokh::{Error, ErrorKind, Event};
-
-/// An event as owned data, to compare two runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Owned {
-    Content(u32, String),
-    Reasoning(u32, String),
-    Refusal(u32, String),
-    Tool(u32, u32, Option<String>, Option<String>, Option<String>, String),
-    Finish(u32, String),
-    Usage(u64, u64, u64, String),
-    Other(String),
-}
-
-impl Owned {
-    pub fn of(event: Event<'_>) -> Owned {
-        // The texts are &str, so UTF-8 by type; checking again catches a parser that built
-        // one without validation (there is no `unsafe` in it today; this keeps it honest).
-        let own = |s: &str| {
-            assert!(std::str::from_utf8(s.as_bytes()).is_ok());
-            s.to_owned()
-        };
-        match event {
-            Event::Content { choice, text } => Owned::Content(choice, own(text)),
-            Event::Reasoning { choice, text } => Owned::Reasoning(choice, own(text)),
-            Event::Refusal { choice, text } => Owned::Refusal(choice, own(text)),
-            Event::ToolCall {
-                choice,
-                index,
-                id,
-                kind,
-                name,
-                arguments,
-            } => Owned::Tool(
-                choice,
-                index,
-                id.map(own),
-                kind.map(own),
-                name.map(own),
-                own(arguments),
-            ),
-            Event::Finish { choice, reason } => Owned::Finish(choice, own(reason)),
-            Event::Usage(u) => Owned::Usage(
-                u.prompt_tokens,
-                u.completion_tokens,
-                u.total_tokens,
-                own(u.json),
-            ),
-            // Event is non_exhaustive: a kind added later is still recorded and compared.
-            other => Owned::Other(format!("{other:?}")),
-        }
-    }
-}
+use ylokh::{Error, ErrorKind, Event, OwnedEvent};
 
 /// The events a run reported, and how it ended (the error's kind, not its message).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {
-    pub events: Vec<Owned>,
+    pub events: Vec<OwnedEvent>,
     pub end: Result<(), ErrorKind>,
 }
 
@@ -72,7 +21,7 @@ pub fn record(
 ) -> Run {
     let mut events = Vec::new();
     let end = f(&mut |event| {
-        events.push(Owned::of(event));
+        events.push(OwnedEvent::from(event));
         match stop_after {
             Some(n) if events.len() >= n => ControlFlow::Break(()),
             _ => ControlFlow::Continue(()),
