@@ -312,6 +312,37 @@ fn a_response_head_up_to_16_kib_is_accepted_and_a_larger_one_is_a_protocol_error
 }
 
 #[test]
+fn a_connection_whose_input_buffer_grew_still_refuses_a_head_over_16_kib() {
+    // A fast reply makes the connection's input buffer grow (up to 128 KiB); the same
+    // connection, reused, must still refuse a 20 KiB head: the limit is the setting, not
+    // the buffer's size at the time.
+    let tokens: Vec<String> = (0..20_000).map(|i| format!("t{i} ")).collect();
+    let tokens: Vec<&str> = tokens.iter().map(String::as_str).collect();
+    let big_head = "v".repeat(20 * 1024);
+    let server = Server::sequence(vec![
+        Script::sse(&sse_stream(&tokens), Framing::ContentLength),
+        Script::response(
+            200,
+            &[
+                ("Content-Type", "text/event-stream"),
+                ("X-Large", big_head.as_str()),
+            ],
+            &sse_stream(&["ok"]),
+            Framing::ContentLength,
+        ),
+    ]);
+    let client = new_client(&server.base_url());
+    assert_eq!(client.chat_text(&request()).unwrap(), tokens.concat());
+    let e = client.chat_text(&request()).unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+    assert_eq!(
+        server.connections(),
+        1,
+        "the second request reused the connection"
+    );
+}
+
+#[test]
 fn the_deadline_bounds_a_stream_and_no_retry_follows_a_delivered_event() {
     // A token every 100 ms, for ever: the 400 ms deadline ends the reply after the tokens
     // that came before it.
