@@ -154,10 +154,7 @@ impl Batch {
     #[inline]
     pub(super) fn push_token(&mut self, text: &str, room_for: usize) {
         self.make_room(room_for);
-        self.meta.push(TOKEN | text.len() as u8);
-        self.text.push_str(text);
-        self.text.push('\0');
-        self.events += 1;
+        self.push_short(CONTENT, 0, text);
     }
 
     /// `push` for one of the simple kinds whose choice and length are under 0x80 (see
