@@ -313,6 +313,29 @@ fn a_pooled_connection_closed_by_the_server_is_replaced_at_once() {
 }
 
 #[test]
+fn a_pooled_connection_with_stray_bytes_waiting_is_not_reused() {
+    // After a complete reply, the server writes what looks like a second reply on the idle
+    // connection. The liveness check (a peek that does not wait) must see the bytes and
+    // drop the connection, not parse them as the next call's reply.
+    let mut stray = ok_stream();
+    stray.steps.push(Step::Sleep(Duration::from_millis(50)));
+    stray.steps.push(Step::Write(
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nContent-Length: 0\r\n\r\n".to_vec(),
+    ));
+    let server = Server::sequence(vec![stray, ok_stream()]);
+    let client = CClient::new(&server.base_url());
+    assert_eq!(client.chat(None).ok().text(), "ok");
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(client.chat(None).ok().text(), "ok");
+    assert_eq!(server.requests().len(), 2);
+    assert_eq!(
+        server.connections(),
+        2,
+        "the connection with stray bytes was dropped"
+    );
+}
+
+#[test]
 fn connect_failure_is_retried_and_reported() {
     // A port that was just free: nothing listens there.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
