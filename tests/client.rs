@@ -410,6 +410,36 @@ fn idle_timeout_fires_on_a_silent_server_but_not_on_a_slow_steady_stream() {
 }
 
 #[test]
+fn a_timeout_longer_than_a_read_slice_fires_once_at_its_end() {
+    // A call without a cancel token waits for input in slices of at most 1 s (so that the
+    // socket's timeout stays the same from one read to the next). A 2.5 s timeout spans
+    // three slices: it must fire once, after 2.5 s, neither at the first slice's end nor
+    // never (a budget restarted at each slice).
+    let head =
+        b"HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nTransfer-Encoding: chunked\r\n\r\n";
+    let server = Server::always(
+        Script::raw(head.to_vec())
+            .then(Step::Write(encode_chunk(chunk_event("a").as_bytes())))
+            .then(Step::Stall),
+    );
+    let client = CClient::new(&server.base_url());
+    // SAFETY: live client.
+    assert_eq!(
+        unsafe { ylokh_client_set_timeout_ms(client.0, 2_500) },
+        YLOKH_OK
+    );
+    let started = Instant::now();
+    let out = client.chat(None);
+    let elapsed = started.elapsed();
+    assert_eq!(out.status, YLOKH_E_TIMEOUT, "{}", out.error);
+    assert_eq!(out.text(), "a");
+    assert!(
+        elapsed >= Duration::from_millis(2_500) && elapsed < Duration::from_secs(6),
+        "{elapsed:?}"
+    );
+}
+
+#[test]
 fn silent_server_before_headers_times_out() {
     let server = Server::always(Script::stall());
     let client = CClient::new(&server.base_url());
