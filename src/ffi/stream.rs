@@ -30,6 +30,8 @@ pub struct ylokh_stream {
     event: ylokh_event,
     /// `event` has no tool call or usage fields set (it is a content, reasoning, refusal or
     /// finish event, or none yet): the next such event need only set kind, choice and text.
+    /// Derivable from `event.kind`, but kept as a flag: reading it costs the per-token path
+    /// 4.5 instructions less (callgrind, 3,187.6 against 3,192.1 per token).
     event_simple: bool,
 }
 

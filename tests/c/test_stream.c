@@ -21,7 +21,7 @@ static const char *const MSGS = "[{\"role\":\"user\",\"content\":\"hi\"}]";
 /* ---- Helpers ---- */
 
 /* Checks what every event handed out by a stream promises: strings NUL-terminated,
- * UTF-8, text never NULL. */
+ * UTF-8, text never NULL, and nothing left of the previous event. */
 static void check_event(const ylokh_event *e) {
     REQUIRE(e != NULL);
     REQUIRE(e->text != NULL);
@@ -29,6 +29,13 @@ static void check_event(const ylokh_event *e) {
     CHECK(utf8_valid(e->text, e->text_len));
     if (e->tool_id != NULL) CHECK(e->tool_id[e->tool_id_len] == '\0');
     if (e->tool_name != NULL) CHECK(e->tool_name[e->tool_name_len] == '\0');
+    /* Fields that do not apply to the kind are zero or NULL, also right after an event
+     * of a kind that set them. */
+    if (e->kind != YLOKH_EVENT_TOOL_CALL)
+        CHECK(e->tool_index == 0 && e->tool_id == NULL && e->tool_id_len == 0 &&
+              e->tool_name == NULL && e->tool_name_len == 0);
+    if (e->kind != YLOKH_EVENT_USAGE)
+        CHECK(e->prompt_tokens == 0 && e->completion_tokens == 0 && e->total_tokens == 0);
 }
 
 static ylokh_stream *open_stream(ylokh_client *c, const char *messages) {

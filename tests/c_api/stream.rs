@@ -54,6 +54,27 @@ fn stream_pulls_every_event_then_reports_the_end_and_the_whole_message() {
 }
 
 #[test]
+fn a_token_after_a_tool_call_or_usage_carries_none_of_their_fields() {
+    // The usual token only rewrites kind, choice and text of the event handed out before;
+    // after a tool call piece (index 1, an id, a name) or usage, the next tokens must come
+    // with those fields cleared (test_stream.c's check_event looks at every event).
+    let body = format!(
+        "{}{}{}{}{}{}",
+        chunk_event("a"),
+        data_event(json!({"choices":[{"index":0,"delta":{"tool_calls":[
+            {"index":1,"id":"call_9","type":"function","function":{"name":"f","arguments":"{}"}}]}}]})),
+        chunk_event("b"),
+        chunk_event("c"),
+        usage_event(5, 7),
+        chunk_event("d"),
+    ) + DONE;
+    let server = Server::always(Script::sse(body.as_bytes(), Framing::ChunkedEvery(11)));
+    let out = pass("test_stream", "pull", &server.base_url(), &[]);
+    assert_eq!(tokens_line(&out), ["a", "b", "c", "d"]);
+    assert_eq!(out.line("EVENTS"), "6", "{}", out.show());
+}
+
+#[test]
 fn sixty_four_streams_from_one_thread_with_poll_each_exact() {
     let server = numbered_server(300);
     let out = pass("test_stream", "poll64", &server.base_url(), &["300"]);
